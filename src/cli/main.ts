@@ -1,0 +1,63 @@
+/**
+ * The `taggants` command line. Each top-level command lives in `commands/<name>.ts`; this file
+ * only assembles them, maps errors to exit codes and prints failures.
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { readFileSync } from "node:fs";
+import { ExitCode, TaggantsError } from "../errors.ts";
+import { installSignalHandlers } from "./context.ts";
+import { Terminal } from "./terminal.ts";
+import type { RegisterCommand } from "./context.ts";
+
+const commandModules: Array<{ register: RegisterCommand }> = [];
+
+function packageVersion(): string {
+  const url = new URL("../../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("taggants")
+    .description("Sign an image dataset and prove, with a p-value, that a model was trained on it.")
+    .version(packageVersion())
+    .option("--json", "print the result as JSON on stdout (logs stay on stderr)")
+    .option("-v, --verbose", "more detail, including worker tracebacks")
+    .option("-q, --quiet", "only errors and the result")
+    .showHelpAfterError()
+    .exitOverride();
+  for (const module of commandModules) module.register(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  installSignalHandlers();
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode);
+  } catch (error) {
+    return reportFailure(error, argv.includes("--verbose") || argv.includes("-v"));
+  }
+}
+
+function reportFailure(error: unknown, verbose: boolean): number {
+  if (error instanceof CommanderError) {
+    // Help and version are "errors" for commander; the usage message is already printed.
+    return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  }
+  const terminal = new Terminal();
+  if (error instanceof TaggantsError) {
+    terminal.error(`${error.message} [${error.code}]`);
+    if (verbose && error.cause) terminal.error(`caused by: ${describeCause(error.cause)}`);
+    return error.exitCode;
+  }
+  terminal.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+  return ExitCode.runtime;
+}
+
+function describeCause(cause: unknown): string {
+  return cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+}
+
+process.exitCode = await main(process.argv);

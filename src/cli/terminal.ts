@@ -1,0 +1,137 @@
+/**
+ * The one module that writes to the terminal. Everything else reports through a `Terminal`:
+ * log lines go to stderr, results to stdout (JSON under `--json`), progress bars only on a TTY
+ * and plain timestamped lines otherwise (CI, pipes, files).
+ */
+import cliProgress from "cli-progress";
+
+export type Verbosity = "quiet" | "normal" | "verbose";
+
+export interface TerminalOptions {
+  verbosity?: Verbosity;
+  json?: boolean;
+  /** Defaults to whether stderr is a TTY. */
+  interactive?: boolean;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+}
+
+export type ProgressFields = Record<string, string | number>;
+
+export interface Progress {
+  /** Set the absolute count of finished units and the fields shown beside the bar. */
+  tick(done: number, fields?: ProgressFields): void;
+  stop(summary?: string): void;
+}
+
+/** Minimum time between two plain progress lines for one stage. */
+const PLAIN_PROGRESS_INTERVAL_MS = 10_000;
+
+export class Terminal {
+  readonly verbosity: Verbosity;
+  readonly json: boolean;
+  readonly interactive: boolean;
+  private readonly stdout: NodeJS.WritableStream;
+  private readonly stderr: NodeJS.WritableStream;
+  private activeBar: cliProgress.SingleBar | undefined;
+
+  constructor(options: TerminalOptions = {}) {
+    this.verbosity = options.verbosity ?? "normal";
+    this.json = options.json ?? false;
+    this.stdout = options.stdout ?? process.stdout;
+    this.stderr = options.stderr ?? process.stderr;
+    this.interactive =
+      options.interactive ?? Boolean((this.stderr as NodeJS.WriteStream).isTTY && !process.env.CI);
+  }
+
+  info(message: string): void {
+    if (this.verbosity !== "quiet") this.line(message);
+  }
+
+  warn(message: string): void {
+    this.line(`warning: ${message}`);
+  }
+
+  error(message: string): void {
+    this.line(`error: ${message}`);
+  }
+
+  debug(message: string): void {
+    if (this.verbosity === "verbose") this.line(message);
+  }
+
+  /** A progress bar for a stage of `total` units. Quiet mode shows nothing. */
+  progress(label: string, total: number): Progress {
+    if (this.verbosity === "quiet") return { tick: () => {}, stop: () => {} };
+    return this.interactive ? this.barProgress(label, total) : this.plainProgress(label, total);
+  }
+
+  /** Print a command's result: JSON on stdout with `--json`, else the human rendering. */
+  result(value: unknown, render: () => string): void {
+    if (this.json) this.stdout.write(JSON.stringify(value, null, 2) + "\n");
+    else this.stdout.write(render() + "\n");
+  }
+
+  private line(message: string): void {
+    const text = this.interactive ? message : `${new Date().toISOString()} ${message}`;
+    if (this.activeBar) {
+      // Keep the bar intact: clear its line, write, and let it redraw.
+      this.stderr.write("\r\x1b[2K" + text + "\n");
+      this.activeBar.render();
+    } else {
+      this.stderr.write(text + "\n");
+    }
+  }
+
+  private barProgress(label: string, total: number): Progress {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} [{bar}] {value}/{total} {eta_formatted} {fields}`,
+        stream: this.stderr as NodeJS.WriteStream,
+        hideCursor: true,
+        clearOnComplete: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, 0, { fields: "" });
+    this.activeBar = bar;
+    return {
+      tick: (done, fields) => bar.update(done, { fields: formatFields(fields) }),
+      stop: (summary) => {
+        bar.stop();
+        this.activeBar = undefined;
+        if (summary) this.info(`${label}: ${summary}`);
+      },
+    };
+  }
+
+  private plainProgress(label: string, total: number): Progress {
+    let lastPrinted = Date.now();
+    const started = lastPrinted;
+    this.info(`${label}: started (${total} to do)`);
+    return {
+      tick: (done, fields) => {
+        const now = Date.now();
+        if (now - lastPrinted < PLAIN_PROGRESS_INTERVAL_MS && done < total) return;
+        lastPrinted = now;
+        this.info(`${label}: ${done}/${total} ${formatFields(fields)}`.trimEnd());
+      },
+      stop: (summary) => {
+        const seconds = ((Date.now() - started) / 1000).toFixed(1);
+        this.info(`${label}: done in ${seconds} s${summary ? ` — ${summary}` : ""}`);
+      },
+    };
+  }
+}
+
+function formatFields(fields: ProgressFields | undefined): string {
+  if (!fields) return "";
+  return Object.entries(fields)
+    .map(([name, value]) => `${name}=${typeof value === "number" ? formatNumber(value) : value}`)
+    .join(" ");
+}
+
+function formatNumber(value: number): string {
+  if (Number.isInteger(value)) return String(value);
+  return Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3);
+}
