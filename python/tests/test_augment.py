@@ -1,0 +1,92 @@
+"""Tests of the differentiable crop-with-padding and flip augmentation used while crafting."""
+
+import pytest
+import torch
+from torch.nn import functional
+
+from taggants_worker.augment import (
+    AugmentDraw,
+    AugmentSpec,
+    apply_augmentation,
+    augment_spec_from_recipe,
+    draw_augmentation,
+)
+
+
+def _images(n=4, channels=3, size=6):
+    return torch.arange(n * channels * size * size, dtype=torch.float32).reshape(
+        n, channels, size, size
+    )
+
+
+def _reference_crop(image, dy, dx, pad, flip):
+    """Independent definition: zero-pad, cut the window at (dy, dx), mirror if asked."""
+    padded = functional.pad(image, (pad, pad, pad, pad))
+    height, width = image.shape[-2:]
+    window = padded[:, dy : dy + height, dx : dx + width]
+    return torch.flip(window, dims=[-1]) if flip else window
+
+
+def test_augmentation_equals_padding_then_cropping_then_flipping_each_image():
+    spec = AugmentSpec(pad=2, flip=True)
+    images = _images()
+    draw = AugmentDraw(
+        dy=torch.tensor([0, 4, 2, 1]),
+        dx=torch.tensor([3, 0, 2, 4]),
+        flip=torch.tensor([False, True, True, False]),
+    )
+    out = apply_augmentation(images, draw, spec)
+    for i in range(4):
+        expected = _reference_crop(
+            images[i], int(draw.dy[i]), int(draw.dx[i]), 2, bool(draw.flip[i])
+        )
+        assert torch.equal(out[i], expected)
+
+
+def test_augmentation_without_padding_or_flip_is_the_identity():
+    images = _images()
+    spec = AugmentSpec()
+    draw = draw_augmentation(spec, 4, torch.Generator().manual_seed(0))
+    assert apply_augmentation(images, draw, spec) is images
+
+
+def test_augmentation_is_differentiable_with_respect_to_the_images():
+    spec = AugmentSpec(pad=2, flip=True)
+    images = _images().requires_grad_(True)
+    draw = draw_augmentation(spec, 4, torch.Generator().manual_seed(1))
+    weights = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    (apply_augmentation(images, draw, spec) * weights).sum().backward()
+    # Each output pixel reads exactly one input pixel (or padding): the gradient of a pixel is
+    # the weight of the output pixel that reads it, which we recover by augmenting one-hot maps.
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    probe = torch.zeros(1, 3, 6, 6)
+    probe[0, 1, 2, 3] = 1.0
+    sub = AugmentDraw(dy=draw.dy[:1], dx=draw.dx[:1], flip=draw.flip[:1])
+    moved = apply_augmentation(probe, sub, spec)
+    assert images.grad[0, 1, 2, 3] == pytest.approx(float((moved[0] * weights[0]).sum()))
+
+
+def test_draws_differ_between_calls_and_repeat_with_the_same_seed():
+    spec = AugmentSpec(pad=4, flip=True)
+    generator = torch.Generator().manual_seed(3)
+    first = draw_augmentation(spec, 64, generator)
+    second = draw_augmentation(spec, 64, generator)
+    assert not torch.equal(first.dx, second.dx)
+    assert first.flip.any() and not first.flip.all()
+    again = draw_augmentation(spec, 64, torch.Generator().manual_seed(3))
+    assert torch.equal(first.dy, again.dy) and torch.equal(first.flip, again.flip)
+    assert int(first.dy.min()) >= 0 and int(first.dy.max()) <= 8
+
+
+def test_augmentation_settings_are_validated():
+    with pytest.raises(ValueError, match="pad_mode"):
+        AugmentSpec(pad=1, pad_mode="wrap")
+    with pytest.raises(ValueError, match="pad"):
+        AugmentSpec(pad=-1)
+
+
+def test_recipe_settings_become_an_augmentation_spec():
+    spec = augment_spec_from_recipe({"crop_padding": 4, "hflip": 0.5})
+    assert spec == AugmentSpec(pad=4, flip=True)
+    with pytest.raises(ValueError, match="random_resized_crop"):
+        augment_spec_from_recipe({"random_resized_crop": True})
