@@ -49,6 +49,7 @@ class Context:
         device: torch.device,
         emit_progress: Callable[[dict[str, Any]], None],
         cancel_event: threading.Event | None = None,
+        flush: Callable[[float], bool] | None = None,
     ) -> None:
         self.request_id = request_id
         self.command = command
@@ -57,6 +58,7 @@ class Context:
         self.log = logging.getLogger(f"taggants_worker.commands.{command}")
         self._emit_progress = emit_progress
         self._cancel_event = cancel_event or threading.Event()
+        self._flush = flush
 
     def progress(self, **event: Any) -> None:
         """Stream one progress event (a flat map of numbers and strings) before the reply.
@@ -66,6 +68,14 @@ class Context:
         """
         self.check_cancelled()
         self._emit_progress(event)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the progress events sent so far have left the worker; False on timeout.
+
+        Only needed before something that may end the process (the events are sent by the
+        server's main thread while the command runs).
+        """
+        return self._flush(timeout_s) if self._flush is not None else True
 
     @property
     def cancelled(self) -> bool:

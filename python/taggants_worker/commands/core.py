@@ -92,6 +92,7 @@ def debug_sleep(ctx: Context, *, seconds: float, progress: bool = False) -> dict
 def debug_exit(ctx: Context, *, code: int = 1, message: str = "") -> dict[str, Any]:
     """End the worker at once with exit ``code``, as a crash would, after logging ``message``."""
     ctx.progress(stage="exiting", code=code)
+    ctx.flush()
     if message:
         log.error(message)
     logging.shutdown()
@@ -103,5 +104,6 @@ def debug_exit(ctx: Context, *, code: int = 1, message: str = "") -> dict[str, A
 def debug_freeze(ctx: Context) -> dict[str, Any]:
     """Stop the whole worker process (SIGSTOP): no heartbeats, no reply, as a deadlock would."""
     ctx.progress(stage="freezing")
+    ctx.flush()
     os.kill(os.getpid(), signal.SIGSTOP)
     return {}

@@ -1,0 +1,103 @@
+"""Entry point: ``python -m taggants_worker --endpoint ipc:///tmp/x.sock [--watch-stdin]``.
+
+Started by the orchestrator (``src/worker/client.ts``), which binds the endpoint first. Logs go
+to stderr as JSON lines; the worker never renders anything for a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object a line: ``{"t", "level", "logger", "message"[, "traceback"]}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "t": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="taggants_worker", description=__doc__)
+    parser.add_argument("--endpoint", required=True, help="ZeroMQ endpoint the orchestrator bound")
+    parser.add_argument("--max-message-bytes", type=int, default=1 << 30)
+    parser.add_argument("--heartbeat-interval-s", type=float, default=1.0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--watch-stdin",
+        action="store_true",
+        help="exit when stdin reaches end-of-file, i.e. when the parent process is gone",
+    )
+    args = parser.parse_args(argv)
+    if args.max_message_bytes <= 0 or args.heartbeat_interval_s <= 0:
+        parser.error("--max-message-bytes and --heartbeat-interval-s must be positive")
+    return args
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLinesFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def watch_stdin() -> None:
+    """Exit the process once stdin closes: the parent died (even by SIGKILL) or let go of us."""
+    fd = sys.stdin.fileno()
+
+    def wait_for_eof() -> None:
+        # os.read, not sys.stdin: a buffered reader's lock would stall interpreter shutdown.
+        while os.read(fd, 65536):
+            pass
+        logging.getLogger("taggants_worker").warning("stdin closed: the parent is gone; exiting")
+        logging.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=wait_for_eof, name="stdin-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    configure_logging(args.log_level)
+    # Ctrl-C reaches the whole process group; the orchestrator decides what it means for us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.watch_stdin:
+        watch_stdin()
+    started = time.perf_counter()
+
+    # Imported here so that the stdin watcher already runs while torch loads (seconds).
+    import taggants_worker.commands  # noqa: F401
+    from taggants_worker.server import ServerSettings, select_device, serve
+
+    device = select_device(args.device)
+    log = logging.getLogger("taggants_worker")
+    log.info("ready in %.1f s on %s", time.perf_counter() - started, device)
+    settings = ServerSettings(
+        endpoint=args.endpoint,
+        max_message_bytes=args.max_message_bytes,
+        heartbeat_interval_s=args.heartbeat_interval_s,
+    )
+    serve(settings, device=device)
+    log.info("shut down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
