@@ -4,4 +4,5 @@ To add a module, add one line ``import taggants_worker.commands.<module>  # noqa
 (keep them sorted); the server imports this package before it says hello.
 """
 
+import taggants_worker.commands.compute  # noqa: F401
 import taggants_worker.commands.core  # noqa: F401
