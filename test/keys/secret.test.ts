@@ -1,0 +1,62 @@
+import test from "ava";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createKeySecret, loadKeySecret } from "../../src/keys/secret.ts";
+
+async function temporaryFolder(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const folder = await mkdtemp(join(tmpdir(), "taggants-keys-"));
+  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  return folder;
+}
+
+test("a new key file holds 256 random bits and only its owner may read it", async (t) => {
+  const path = join(await temporaryFolder(t), "alice.key");
+  await createKeySecret(path);
+  t.is((await stat(path)).mode & 0o777, 0o600);
+  t.regex(await readFile(path, "utf8"), /^[0-9a-f]{64}\n$/);
+  const secret = await loadKeySecret(path);
+  t.is(secret.length, 32);
+});
+
+test("two key files get different secrets", async (t) => {
+  const folder = await temporaryFolder(t);
+  await createKeySecret(join(folder, "a.key"));
+  await createKeySecret(join(folder, "b.key"));
+  t.notDeepEqual(
+    await loadKeySecret(join(folder, "a.key")),
+    await loadKeySecret(join(folder, "b.key")),
+  );
+});
+
+test("creating a key file refuses to overwrite an existing one", async (t) => {
+  const path = join(await temporaryFolder(t), "alice.key");
+  await createKeySecret(path);
+  const before = await readFile(path, "utf8");
+  const error = await t.throwsAsync(createKeySecret(path));
+  t.is((error as { code?: string }).code, "key-file-exists");
+  t.is(await readFile(path, "utf8"), before);
+});
+
+test("a key file readable by others is refused with the chmod that fixes it", async (t) => {
+  const path = join(await temporaryFolder(t), "alice.key");
+  await createKeySecret(path);
+  for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+    await chmod(path, mode);
+    const error = await t.throwsAsync(loadKeySecret(path));
+    t.is((error as { code?: string }).code, "key-file-permissions");
+    t.true(error!.message.includes(`chmod 600 ${path}`), error!.message);
+  }
+  await chmod(path, 0o400);
+  t.is((await loadKeySecret(path)).length, 32);
+});
+
+test("a missing or malformed key file is refused with a usage error", async (t) => {
+  const folder = await temporaryFolder(t);
+  const missing = await t.throwsAsync(loadKeySecret(join(folder, "none.key")));
+  t.is((missing as { code?: string }).code, "key-file-missing");
+  const path = join(folder, "bad.key");
+  await writeFile(path, "not a secret\n", { mode: 0o600 });
+  const malformed = await t.throwsAsync(loadKeySecret(path));
+  t.is((malformed as { code?: string }).code, "key-file-invalid");
+});
