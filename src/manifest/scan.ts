@@ -104,7 +104,7 @@ interface PendingFile {
 
 async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetScan> {
   let total = 0;
-  for await (const _ of imageFolderFiles(layout)) total += 1;
+  for await (const file of imageFolderFiles(layout)) if (file) total += 1;
   const formats = new FormatTally();
   return {
     layout,
