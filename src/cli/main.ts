@@ -8,8 +8,15 @@ import { ExitCode, TaggantsError } from "../errors.ts";
 import { installSignalHandlers } from "./context.ts";
 import { Terminal } from "./terminal.ts";
 import type { RegisterCommand } from "./context.ts";
+import * as keysCommand from "./commands/keys.ts";
+import * as manifestCommand from "./commands/manifest.ts";
+import * as statsCommand from "./commands/stats.ts";
 
-const commandModules: Array<{ register: RegisterCommand }> = [];
+const commandModules: Array<{ register: RegisterCommand }> = [
+  keysCommand,
+  manifestCommand,
+  statsCommand,
+];
 
 function packageVersion(): string {
   const url = new URL("../../package.json", import.meta.url);

@@ -55,13 +55,21 @@ export async function listDirectory(directory: string): Promise<Listing> {
   for (const entry of entries) {
     if (entry.name.startsWith(".")) continue;
     let isDirectory = entry.isDirectory();
-    if (entry.isSymbolicLink())
-      isDirectory = (await stat(join(directory, entry.name))).isDirectory();
+    // A link counts as what it points to; a dangling link counts as a file (unreadable later).
+    if (entry.isSymbolicLink()) isDirectory = await isDirectoryOrFalse(join(directory, entry.name));
     (isDirectory ? directories : files).push(entry.name);
   }
   directories.sort(compareCodePoints);
   files.sort(compareCodePoints);
   return { directories, files };
+}
+
+async function isDirectoryOrFalse(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 export async function detectLayout(root: string): Promise<DatasetLayout> {
