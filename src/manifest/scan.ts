@@ -5,6 +5,7 @@
  * empty class folder, a non-image, unreadable or truncated file) stops the scan with a UsageError.
  */
 import { createHash } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import {
@@ -111,7 +112,7 @@ async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetSc
     classes: layout.classes,
     total,
     formats,
-    entries: (options = {}) => imageFolderEntries({ layout, formats, ...options }),
+    entries: (options = {}) => imageFolderEntries({ layout, formats, total, ...options }),
   };
 }
 
@@ -153,7 +154,12 @@ async function* imageFolderEntries(args: {
   signal?: AbortSignal;
   threads?: number;
 }): AsyncGenerator<ManifestEntry> {
-  const pool = new HashPool(args.threads);
+  // No more threads than batches: a thread costs about a second to start.
+  const threads = Math.min(
+    args.threads ?? availableParallelism(),
+    Math.ceil(args.total / BATCH_FILES),
+  );
+  const pool = new HashPool(Math.max(1, threads));
   const inFlight: Array<{ files: PendingFile[]; results: Promise<HashResult[]> }> = [];
   const submit = (files: PendingFile[]): void => {
     const results = pool.hash(files.map((file) => file.absolute));
