@@ -8,14 +8,20 @@ import { ExitCode, TaggantsError } from "../errors.ts";
 import { installSignalHandlers } from "./context.ts";
 import { Terminal } from "./terminal.ts";
 import type { RegisterCommand } from "./context.ts";
+import * as detectCommand from "./commands/detect.ts";
+import * as serveCommand from "./commands/serve.ts";
 import * as keysCommand from "./commands/keys.ts";
 import * as manifestCommand from "./commands/manifest.ts";
 import * as statsCommand from "./commands/stats.ts";
+import * as signCommand from "./commands/sign.ts";
 
 const commandModules: Array<{ register: RegisterCommand }> = [
+  detectCommand,
+  serveCommand,
   keysCommand,
   manifestCommand,
   statsCommand,
+  signCommand,
 ];
 
 function packageVersion(): string {
