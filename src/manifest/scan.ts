@@ -151,6 +151,7 @@ async function presentClasses(directory: string, classes: string[]): Promise<str
 async function* imageFolderEntries(args: {
   layout: ImageFolderLayout;
   formats: FormatTally;
+  total: number;
   signal?: AbortSignal;
   threads?: number;
 }): AsyncGenerator<ManifestEntry> {
