@@ -13,6 +13,7 @@ import * as serveCommand from "./commands/serve.ts";
 import * as keysCommand from "./commands/keys.ts";
 import * as manifestCommand from "./commands/manifest.ts";
 import * as statsCommand from "./commands/stats.ts";
+import * as signCommand from "./commands/sign.ts";
 
 const commandModules: Array<{ register: RegisterCommand }> = [
   detectCommand,
@@ -20,6 +21,7 @@ const commandModules: Array<{ register: RegisterCommand }> = [
   keysCommand,
   manifestCommand,
   statsCommand,
+  signCommand,
 ];
 
 function packageVersion(): string {

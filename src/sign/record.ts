@@ -54,10 +54,14 @@ export const SigningRecordSchema = z.object({
   /** Final cosine between each key's gradient and its signing images' summed gradient. */
   cosine: z.array(z.number()),
   objective: z.number(),
-  /** How the written files kept the crafted taggants (pixel-space cosine, 1 when lossless). */
+  /**
+   * How the written files kept the crafted taggants: for JPEG signing images, the mean pixel-space
+   * cosine between the taggant as written and as crafted (null without JPEG; lossless
+   * containers keep it exactly).
+   */
   written: z.object({
     containers: z.record(z.string(), z.number().int()),
-    retention_mean: z.number().nullable(),
+    jpeg_retention_mean: z.number().nullable(),
     psnr_mean: z.number().nullable(),
     linf_255_max: z.number(),
   }),

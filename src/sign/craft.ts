@@ -1,0 +1,166 @@
+/**
+ * Crafting taggants on the worker (METHOD.md, Signing, step 4): one `craft` request carrying the
+ * surrogates, the keys, the signing indices and the parameters, streamed as a progress bar. The
+ * worker checkpoints its optimisation to `statePath` (a killed run resumes); the finished result
+ * is cached in the private work folder, so re-running after a later failure skips crafting.
+ */
+import { readFile } from "node:fs/promises";
+import type { Terminal } from "../cli/terminal.ts";
+import { TaggantsError } from "../errors.ts";
+import type { Key } from "../keys/derive.ts";
+import { writeFileAtomic } from "../manifest/atomic.ts";
+import type { Worker } from "../worker/client.ts";
+import { Tensor } from "../worker/tensor.ts";
+
+export interface CraftParams {
+  eps255: number;
+  steps: number;
+  restarts: number;
+  stepSize: number;
+  augDraws: number;
+  perceptual: string;
+  perceptualWeight: number;
+  lpipsWeights?: string;
+  chunkSize: number;
+  seed: number;
+  checkpointEvery: number;
+}
+
+export interface CraftResult {
+  /** Signed images, uint8 [K·n, C, H, W], row-major over the signing indices. */
+  signed: Uint8Array;
+  shape: [number, number, number, number];
+  /** Final cosine per key. */
+  cosine: number[];
+  objective: number;
+}
+
+interface CraftReply {
+  signed: Tensor;
+  cosine: Tensor;
+  objective: number;
+}
+
+export async function craftTaggants(options: {
+  worker: Worker;
+  terminal: Terminal;
+  signal?: AbortSignal;
+  surrogates: string[];
+  dataset: { manifest: string; root: string; split: "train" };
+  keys: readonly Key[];
+  keyResolution: number;
+  channels: number;
+  signingIndices: number[][];
+  params: CraftParams;
+  statePath: string;
+  cachePath: string;
+}): Promise<CraftResult> {
+  const cached = await loadCraftCache(options.cachePath);
+  if (cached) {
+    options.terminal.info("signing: taggants already crafted for these inputs, reusing them");
+    return cached;
+  }
+  const { params, keys, signingIndices } = options;
+  const total = params.restarts * params.steps;
+  const progress = options.terminal.progress("crafting taggants", total);
+  let reply: CraftReply;
+  try {
+    reply = await options.worker.request<CraftReply>("craft", craftArgs(options), {
+      signal: options.signal,
+      onProgress: (event) => {
+        const restart = Number(event.restart ?? 0);
+        const step = Number(event.step ?? 0);
+        progress.tick(Math.min(total, restart * params.steps + step), {
+          "1-cos": Number(event.objective ?? NaN) / keys.length,
+          cos: Number(event.cosine_mean ?? NaN),
+          psnr: Number(event.psnr ?? NaN),
+        });
+      },
+    });
+  } finally {
+    progress.stop();
+  }
+  const result = parseReply(reply, {
+    keys: keys.length,
+    perKey: signingIndices[0]!.length,
+    channels: options.channels,
+  });
+  await saveCraftCache(options.cachePath, result);
+  return result;
+}
+
+function craftArgs(options: Parameters<typeof craftTaggants>[0]): Record<string, unknown> {
+  const { keys, signingIndices, params, keyResolution, channels } = options;
+  const perKey = signingIndices[0]!.length;
+  const indices = BigInt64Array.from(signingIndices.flat(), (index) => BigInt(index));
+  const keyImages = new Uint8Array(keys.length * channels * keyResolution * keyResolution);
+  keys.forEach((key, i) => keyImages.set(key.image, i * key.image.length));
+  return {
+    surrogates: options.surrogates,
+    data: options.dataset,
+    signing_indices: Tensor.from("int64", indices, [keys.length, perKey]),
+    keys: new Tensor("uint8", [keys.length, channels, keyResolution, keyResolution], keyImages),
+    key_labels: Tensor.from(
+      "int64",
+      BigInt64Array.from(keys, (key) => BigInt(key.label)),
+    ),
+    eps_255: params.eps255,
+    steps: params.steps,
+    restarts: params.restarts,
+    step_size: params.stepSize,
+    aug_draws: params.augDraws,
+    perceptual: params.perceptual,
+    perceptual_weight: params.perceptualWeight,
+    ...(params.lpipsWeights ? { lpips_weights: params.lpipsWeights } : {}),
+    seed: params.seed,
+    chunk_size: params.chunkSize,
+    state_path: options.statePath,
+    checkpoint_every: params.checkpointEvery,
+  };
+}
+
+function parseReply(
+  reply: CraftReply,
+  expected: { keys: number; perKey: number; channels: number },
+): CraftResult {
+  const shape = reply.signed?.shape ?? [];
+  const ok =
+    reply.signed?.dtype === "uint8" &&
+    shape.length === 4 &&
+    shape[0] === expected.keys * expected.perKey &&
+    shape[1] === expected.channels &&
+    reply.cosine?.shape[0] === expected.keys;
+  if (!ok) {
+    throw new TaggantsError(
+      "craft-reply-invalid",
+      `The worker's craft reply has signed images of ${reply.signed?.dtype} [${shape.join(", ")}] and ${reply.cosine?.shape[0]} cosines; expected uint8 [${expected.keys * expected.perKey}, ${expected.channels}, H, W] and ${expected.keys}. The worker and the orchestrator disagree on the craft contract.`,
+    );
+  }
+  return {
+    signed: Uint8Array.from(reply.signed.data),
+    shape: shape as [number, number, number, number],
+    cosine: Array.from(reply.cosine.values() as Float32Array, Number),
+    objective: Number(reply.objective),
+  };
+}
+
+/** The cache is a JSON header file plus the raw signed bytes, both in the private work folder. */
+async function saveCraftCache(path: string, result: CraftResult): Promise<void> {
+  await writeFileAtomic(`${path}.bin`, result.signed, { mode: 0o600 });
+  const header = { shape: result.shape, cosine: result.cosine, objective: result.objective };
+  await writeFileAtomic(`${path}.json`, JSON.stringify(header) + "\n", { mode: 0o600 });
+}
+
+async function loadCraftCache(path: string): Promise<CraftResult | undefined> {
+  let header: { shape: [number, number, number, number]; cosine: number[]; objective: number };
+  let signed: Uint8Array;
+  try {
+    header = JSON.parse(await readFile(`${path}.json`, "utf8"));
+    signed = new Uint8Array(await readFile(`${path}.bin`));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  if (signed.length !== header.shape.reduce((a, b) => a * b, 1)) return undefined;
+  return { signed, ...header };
+}

@@ -1,0 +1,58 @@
+"""A worker whose `craft` command is a fast stand-in, for testing the signing orchestration.
+
+The real worker serves every other command; `craft` here returns each signing image plus a
+fixed ±ε pattern (clipped to [0, 255]) and a cosine of 0.5 per key, so the TypeScript side can be
+tested end to end (signing set, writers, manifest, commitment, record) without crafting.
+Each call appends one line to $FAKE_CRAFT_LOG when set, so tests can count calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import taggants_worker.commands  # noqa: F401  (registers the real commands)
+import torch
+from taggants_worker import registry
+from taggants_worker.__main__ import main
+from taggants_worker.data import DatasetSpec, open_dataset
+
+registry._COMMANDS.pop("craft", None)
+
+
+@registry.command("craft")
+def fake_craft(
+    ctx: registry.Context,
+    *,
+    surrogates: list[str],
+    data: dict[str, Any],
+    signing_indices: torch.Tensor,
+    keys: torch.Tensor,
+    key_labels: torch.Tensor,
+    eps_255: float,
+    steps: int,
+    restarts: int,
+    **_: Any,
+) -> dict[str, Any]:
+    if os.environ.get("FAKE_CRAFT_LOG"):
+        with open(os.environ["FAKE_CRAFT_LOG"], "a") as log:
+            log.write(f"craft {signing_indices.shape[0]}x{signing_indices.shape[1]}\n")
+    dataset = open_dataset(DatasetSpec.from_wire(data), channels=int(keys.shape[1]))
+    images = dataset.images(signing_indices.reshape(-1)).to(torch.int16)
+    pattern = torch.ones_like(images)
+    pattern[..., ::2] = -1
+    signed = (images + pattern * int(eps_255)).clamp(0, 255).to(torch.uint8)
+    for step in range(1, steps + 1):
+        ctx.progress(
+            restart=0, step=step, steps=steps, objective=0.5, cosine_mean=0.5, psnr=30.0
+        )
+    k = int(keys.shape[0])
+    return {"signed": signed, "cosine": torch.full((k,), 0.5), "objective": 0.5 * k}
+
+
+if __name__ == "__main__":
+    # Leave without interpreter finalisation, which can wait on threads of the early torch import.
+    code = main()
+    logging.shutdown()
+    os._exit(code)

@@ -1,0 +1,293 @@
+/**
+ * Signing end to end through the real worker process, with `craft` replaced by a fast stand-in
+ * (test/sign/fake_craft_worker.py): signing set, signed dataset on disk, public manifest and
+ * commitment, private record, skipping done work, and the scan of every public output for key
+ * material.
+ */
+import test from "ava";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { Terminal } from "../../src/cli/terminal.ts";
+import { loadCommitment, validateKeysAgainstCommitment } from "../../src/keys/commitment.ts";
+import { deriveKeys } from "../../src/keys/derive.ts";
+import { createKeySecret, loadKeySecret } from "../../src/keys/secret.ts";
+import { loadManifest } from "../../src/manifest/index.ts";
+import { loadSigningRecord } from "../../src/sign/record.ts";
+import { signDataset, signedOutputPaths, type SignRequest } from "../../src/sign/sign.ts";
+import { listFiles } from "../../src/sign/signed-dataset.ts";
+import { startWorker, type Worker } from "../../src/worker/client.ts";
+import {
+  loadFashionSample,
+  temporaryDirectory,
+  writeIdxDataset,
+  writeImageFolder,
+} from "./fixtures.ts";
+
+const fakeWorker = new URL("./fake_craft_worker.py", import.meta.url).pathname;
+const quiet = new Terminal({ verbosity: "quiet" });
+
+let worker: Worker;
+let base: string;
+let craftLog: string;
+
+test.before(async () => {
+  base = await temporaryDirectory("taggants-signing-");
+  craftLog = join(base, "craft.log");
+  worker = await startWorker({
+    terminal: quiet,
+    entry: [fakeWorker],
+    device: "cpu",
+    env: { FAKE_CRAFT_LOG: craftLog },
+  });
+});
+
+test.after.always(async () => {
+  await worker?.close();
+});
+
+async function fakeSurrogate(path: string, channels: number): Promise<string> {
+  await mkdir(path, { recursive: true });
+  const classes = Array.from({ length: 10 }, (_, i) => `class${i}`);
+  await writeFile(
+    join(path, "checkpoint.json"),
+    JSON.stringify({ classes, channels, input_size: [28, 28], complete: true }),
+  );
+  await writeFile(join(path, "model.safetensors"), "weights stand-in");
+  return path;
+}
+
+async function idxClasses(): Promise<string[]> {
+  return Array.from({ length: 10 }, (_, i) => String(i));
+}
+
+function request(root: string, name: string, extra: Partial<SignRequest> = {}): SignRequest {
+  return {
+    data: root,
+    keyFile: join(base, `${name}.key`),
+    surrogates: [join(base, `${name}-surrogate`)],
+    out: join(base, name, "signed"),
+    record: join(base, name, "private", "record.json"),
+    keyCount: 4,
+    budget: { perKey: 5 },
+    craft: {
+      eps255: 16,
+      steps: 3,
+      restarts: 1,
+      stepSize: 0.1,
+      augDraws: 1,
+      perceptual: "none",
+      perceptualWeight: 0,
+      chunkSize: 16,
+      seed: 0,
+    },
+    ...extra,
+  };
+}
+
+test.serial(
+  "signing an idx dataset writes a signed copy that differs exactly in the signing set",
+  async (t) => {
+    const root = join(base, "fmnist");
+    await writeIdxDataset(root, await loadFashionSample(400));
+    const req = request(root, "idx");
+    await createKeySecret(req.keyFile);
+    await writeFakeIdxSurrogate(req.surrogates[0]!);
+
+    const outcome = await signDataset(req, { worker, terminal: quiet });
+
+    t.false(outcome.skipped);
+    t.is(outcome.signingImages, 20);
+    const record = await loadSigningRecord(req.record);
+    t.is((await stat(req.record)).mode & 0o777, 0o600);
+    const indices = record.signing_indices.flat();
+    t.is(new Set(indices).size, 20);
+    const before = gunzipSync(await readFile(join(root, "train-images-idx3-ubyte.gz")));
+    const after = gunzipSync(await readFile(join(req.out, "train-images-idx3-ubyte.gz")));
+    const changed: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      if (
+        !before
+          .subarray(16 + i * 784, 16 + (i + 1) * 784)
+          .equals(after.subarray(16 + i * 784, 16 + (i + 1) * 784))
+      )
+        changed.push(i);
+    }
+    t.deepEqual(
+      changed,
+      [...indices].sort((a, b) => a - b),
+    );
+
+    const manifest = await loadManifest(signedOutputPaths(req.out).manifest);
+    const commitment = await loadCommitment(signedOutputPaths(req.out).commitment);
+    t.is(commitment.signedRoot, manifest.root_hash);
+    t.is(record.signed.root_hash, manifest.root_hash);
+    const keys = deriveKeys(await loadKeySecret(req.keyFile), {
+      count: 4,
+      resolution: record.params.key_resolution,
+      channels: 1,
+      classes: 10,
+      datasetId: record.original.root_hash,
+    });
+    t.notThrows(() => validateKeysAgainstCommitment({ record: commitment, keys }));
+    t.deepEqual(record.cosine, [0.5, 0.5, 0.5, 0.5]);
+    t.is(record.written.linf_255_max, 16);
+  },
+);
+
+test.serial("signing again with the same inputs redoes nothing", async (t) => {
+  const req = request(join(base, "fmnist"), "idx");
+  const callsBefore = (await readFile(craftLog, "utf8")).split("\n").filter(Boolean).length;
+  const outcome = await signDataset(req, { worker, terminal: quiet });
+  t.true(outcome.skipped);
+  t.is((await readFile(craftLog, "utf8")).split("\n").filter(Boolean).length, callsBefore);
+});
+
+test.serial(
+  "no public output contains a key image, the key labels, the key secret or a signing index list",
+  async (t) => {
+    const req = request(join(base, "fmnist"), "idx");
+    const record = await loadSigningRecord(req.record);
+    const secret = await loadKeySecret(req.keyFile);
+    const keys = deriveKeys(secret, {
+      count: 4,
+      resolution: record.params.key_resolution,
+      channels: 1,
+      classes: 10,
+      datasetId: record.original.root_hash,
+    });
+    const publicFiles = await publicOutputs(req.out);
+    t.true(publicFiles.length >= 5);
+
+    const needles = secretNeedles({ secret, keys, signingIndices: record.signing_indices });
+    for (const file of publicFiles) {
+      const haystack = await readPublic(file);
+      for (const needle of needles) {
+        t.false(haystack.includes(needle.bytes), `${file} contains ${needle.what}`);
+      }
+    }
+  },
+);
+
+test.serial(
+  "signing a PNG ImageFolder keeps every file's format and publishes nothing secret",
+  async (t) => {
+    const root = join(base, "pngs");
+    const trainPaths = await writeImageFolder({
+      root,
+      sample: await loadFashionSample(120),
+      kind: "png-gray",
+      testCount: 20,
+    });
+    const req = request(root, "png", { budget: { perKey: 2 } });
+    await createKeySecret(req.keyFile);
+    await fakeSurrogate(req.surrogates[0]!, 1);
+    await writeClassNames(req.surrogates[0]!, root);
+
+    const outcome = await signDataset(req, { worker, terminal: quiet });
+
+    t.is(outcome.signingImages, 8);
+    const record = await loadSigningRecord(req.record);
+    const signedPaths = new Set(record.signing_indices.flat().map((index) => trainPaths[index]!));
+    t.deepEqual(await listFiles(req.out), await listFiles(root));
+    for (const file of await listFiles(root)) {
+      const same = (await readFile(join(root, file))).equals(await readFile(join(req.out, file)));
+      t.is(same, !signedPaths.has(file), file);
+    }
+    const secret = await loadKeySecret(req.keyFile);
+    const keys = deriveKeys(secret, {
+      count: 4,
+      resolution: record.params.key_resolution,
+      channels: 1,
+      classes: 10,
+      datasetId: record.original.root_hash,
+    });
+    const needles = secretNeedles({ secret, keys, signingIndices: record.signing_indices });
+    for (const file of await publicOutputs(req.out)) {
+      const haystack = await readPublic(file);
+      for (const needle of needles)
+        t.false(haystack.includes(needle.bytes), `${file} contains ${needle.what}`);
+    }
+  },
+);
+
+test.serial("a surrogate trained on other classes is refused before any crafting", async (t) => {
+  const req = request(join(base, "fmnist"), "wrong", {});
+  await createKeySecret(req.keyFile);
+  await mkdir(req.surrogates[0]!, { recursive: true });
+  await writeFile(
+    join(req.surrogates[0]!, "checkpoint.json"),
+    JSON.stringify({ classes: ["a", "b"], channels: 1, input_size: [28, 28], complete: true }),
+  );
+  await writeFile(join(req.surrogates[0]!, "model.safetensors"), "x");
+  await t.throwsAsync(signDataset(req, { worker, terminal: quiet }), {
+    message: /has 2 classes but the dataset has 10/,
+  });
+});
+
+async function writeFakeIdxSurrogate(path: string): Promise<void> {
+  await mkdir(path, { recursive: true });
+  await writeFile(
+    join(path, "checkpoint.json"),
+    JSON.stringify({
+      classes: await idxClasses(),
+      channels: 1,
+      input_size: [28, 28],
+      complete: true,
+    }),
+  );
+  await writeFile(join(path, "model.safetensors"), "weights stand-in");
+}
+
+/** Surrogate classes named as the ImageFolder's class folders. */
+async function writeClassNames(surrogate: string, root: string): Promise<void> {
+  const classes = (await listFiles(join(root, "train"))).map((path) => path.split("/")[0]!);
+  const record = JSON.parse(await readFile(join(surrogate, "checkpoint.json"), "utf8"));
+  record.classes = [...new Set(classes)].sort();
+  await writeFile(join(surrogate, "checkpoint.json"), JSON.stringify(record));
+}
+
+/** Every file a dataset owner publishes: the signed dataset, its manifest and the commitment. */
+async function publicOutputs(out: string): Promise<string[]> {
+  const paths = signedOutputPaths(out);
+  const manifest = await loadManifest(paths.manifest);
+  return [
+    ...(await listFiles(out)).map((file) => join(out, file)),
+    manifest.summaryPath,
+    manifest.entriesPath,
+    paths.commitment,
+  ];
+}
+
+/** A file's bytes, decompressed when gzip, so compression cannot hide key material. */
+async function readPublic(path: string): Promise<Buffer> {
+  const bytes = await readFile(path);
+  return bytes[0] === 0x1f && bytes[1] === 0x8b ? Buffer.concat([bytes, gunzipSync(bytes)]) : bytes;
+}
+
+function secretNeedles(options: {
+  secret: Uint8Array;
+  keys: Array<{ image: Uint8Array; label: number }>;
+  signingIndices: number[][];
+}): Array<{ what: string; bytes: Buffer }> {
+  const { secret, keys, signingIndices } = options;
+  const labels = keys.map((key) => key.label);
+  const text = (value: string): Buffer => Buffer.from(value, "utf8");
+  return [
+    { what: "the key secret (raw)", bytes: Buffer.from(secret) },
+    { what: "the key secret (hex)", bytes: text(Buffer.from(secret).toString("hex")) },
+    { what: "the key secret (base64)", bytes: text(Buffer.from(secret).toString("base64")) },
+    ...keys.map((key, i) => ({ what: `key image ${i}`, bytes: Buffer.from(key.image) })),
+    { what: "the key labels (JSON)", bytes: text(JSON.stringify(labels)) },
+    { what: "the key labels (comma list)", bytes: text(labels.join(", ")) },
+    ...signingIndices.flatMap((indices, key) => [
+      { what: `key ${key}'s signing indices (JSON)`, bytes: text(JSON.stringify(indices)) },
+      { what: `key ${key}'s signing indices (comma list)`, bytes: text(indices.join(", ")) },
+      {
+        what: `key ${key}'s sorted signing indices`,
+        bytes: text(JSON.stringify([...indices].sort((a, b) => a - b))),
+      },
+    ]),
+    { what: "all signing indices (JSON)", bytes: text(JSON.stringify(signingIndices)) },
+  ];
+}
