@@ -157,8 +157,10 @@ function resolveBudget(options: { budget?: number; perKey?: number }): SigningBu
 
 /** What is printed: the outcome without per-image statistics (they name signing indices). */
 function publicView(outcome: SignOutcome): Omit<SignOutcome, "stats"> {
-  const { stats: _stats, ...rest } = outcome;
-  return rest;
+  return Object.fromEntries(Object.entries(outcome).filter(([name]) => name !== "stats")) as Omit<
+    SignOutcome,
+    "stats"
+  >;
 }
 
 function renderOutcome(outcome: SignOutcome): string {
