@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional
 
+from .recipes import RecipeConfig, augmentation_params
+
 PAD_MODES = ("constant", "reflect", "replicate")
 
 
@@ -94,22 +96,16 @@ def apply_augmentation(images: torch.Tensor, draw: AugmentDraw, spec: AugmentSpe
     return out.permute(0, 3, 1, 2)
 
 
-def augment_spec_from_recipe(recipe: dict) -> AugmentSpec:
-    """Reads the crop-padding and flip settings of a surrogate's resolved training recipe.
+def augment_spec_from_recipe(config: RecipeConfig) -> AugmentSpec:
+    """The crafting augmentation mirroring a surrogate's training recipe (`RecipeConfig`).
 
-    Expects the keys `crop_padding` (pixels), `hflip` (probability or bool) and optionally
-    `padding_mode`; a recipe with other geometric augmentations is refused rather than
-    approximated silently.
+    Supports the recipes' random crop with zero padding (torchvision's RandomCrop) and the
+    horizontal flip; a random-resized-crop recipe is refused rather than approximated.
     """
-    unsupported = [k for k in ("random_resized_crop", "rotation", "affine") if recipe.get(k)]
-    if unsupported:
+    params = augmentation_params(config)
+    if params.crop != "pad":
         raise ValueError(
-            f"crafting supports crop-with-padding and flip augmentation only; the surrogate's "
-            f"recipe also uses {unsupported}. Pass an explicit AugmentSpec to craft instead."
+            f"crafting mirrors the recipe's crop {params.crop!r}, but only 'pad' (random crop "
+            "with zero padding) is implemented; train the surrogate with crop='pad'"
         )
-    flip = recipe.get("hflip", False)
-    return AugmentSpec(
-        pad=int(recipe.get("crop_padding", 0)),
-        flip=bool(flip),
-        pad_mode=str(recipe.get("padding_mode", "constant")),
-    )
+    return AugmentSpec(pad=params.crop_padding, flip=params.hflip, pad_mode="constant")

@@ -61,11 +61,28 @@ class Surrogate:
     input_size: (H, W) the model expects; signing images must have this size, and keys are
         upsampled (nearest) to it.
     augment: the differentiable augmentation matching the model's training recipe.
+    normalization: {"mean": [...], "std": [...]} per channel in [0, 1] pixel units, applied
+        before the model (as the checkpoint records it); None when the model takes raw [0, 1].
     """
 
     model: nn.Module
     input_size: tuple[int, int]
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    normalization: dict[str, list[float]] | None = None
+
+
+class _Normalized(nn.Module):
+    """Calls `model` on (x − mean) / std; parameters stay those of `model` (names unchanged
+    for `param_prefixes`, since only `model`'s own named_parameters are selected)."""
+
+    def __init__(self, model: nn.Module, *, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [N, C, H, W] in [0, 1]
+        return self.model((images - self.mean) / self.std)
 
 
 @dataclass(frozen=True)
@@ -197,10 +214,16 @@ class _Crafter:
     ) -> list[MatchTarget]:
         model = surrogate.model.eval()  # eval: normalisation statistics frozen, dropout off
         params = select_parameters(model, self.settings.param_prefixes)
+        forward = model
+        if surrogate.normalization is not None:
+            forward = _Normalized(model, **surrogate.normalization).to(self.device)
         key_images = keys.to(self.device, torch.float32) / 255.0  # [K, C, r, r]
-        key_images = functional.interpolate(key_images, size=surrogate.input_size, mode="nearest")
-        grads = compute_key_grads(model, params, key_images, key_labels.to(self.device))
-        return [MatchTarget(model=model, params=params, key_grad=g) for g in grads]
+        # Nearest-exact, as prediction resizes keys (torchvision's NEAREST_EXACT).
+        key_images = functional.interpolate(
+            key_images, size=surrogate.input_size, mode="nearest-exact"
+        )
+        grads = compute_key_grads(forward, params, key_images, key_labels.to(self.device))
+        return [MatchTarget(model=forward, params=params, key_grad=g) for g in grads]
 
     def _fingerprint(self, images, image_labels, keys, key_labels) -> str:
         tensors = {"images": images, "image_labels": image_labels}
@@ -212,6 +235,7 @@ class _Crafter:
         for volatile in ("state_path", "checkpoint_every"):
             settings.pop(volatile)
         settings["augment"] = [asdict(s.augment) for s in self.surrogates]
+        settings["normalization"] = [s.normalization for s in self.surrogates]
         return fingerprint(tensors, settings)
 
     # ---- one step ----------------------------------------------------------------------

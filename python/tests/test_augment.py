@@ -1,5 +1,7 @@
 """Tests of the differentiable crop-with-padding and flip augmentation used while crafting."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch.nn import functional
@@ -11,6 +13,7 @@ from taggants_worker.augment import (
     augment_spec_from_recipe,
     draw_augmentation,
 )
+from taggants_worker.recipes import default_recipe
 
 
 def _images(n=4, channels=3, size=6):
@@ -85,8 +88,10 @@ def test_augmentation_settings_are_validated():
         AugmentSpec(pad=-1)
 
 
-def test_recipe_settings_become_an_augmentation_spec():
-    spec = augment_spec_from_recipe({"crop_padding": 4, "hflip": 0.5})
-    assert spec == AugmentSpec(pad=4, flip=True)
-    with pytest.raises(ValueError, match="random_resized_crop"):
-        augment_spec_from_recipe({"random_resized_crop": True})
+def test_the_surrogate_recipe_decides_padding_and_flip():
+    spec = augment_spec_from_recipe(default_recipe("simple", image_size=28))
+    assert spec == AugmentSpec(pad=2, flip=True, pad_mode="constant")
+    no_flip = dataclasses.replace(default_recipe("simple", image_size=28), hflip=0.0)
+    assert augment_spec_from_recipe(no_flip).flip is False
+    with pytest.raises(ValueError, match="only 'pad'"):
+        augment_spec_from_recipe(default_recipe("simple", image_size=224))

@@ -6,3 +6,4 @@ To add a module, add one line ``import taggants_worker.commands.<module>  # noqa
 
 import taggants_worker.commands.compute  # noqa: F401
 import taggants_worker.commands.core  # noqa: F401
+import taggants_worker.commands.sign  # noqa: F401
