@@ -78,6 +78,10 @@ async function writeEntries(args: {
   const { scan } = args;
   const target = temporaryFileFor(args.entriesPath);
   const output = createWriteStream(target.temporary, { flags: "wx" });
+  // Write errors surface through `once(output, ...)` below; after a failed scan the stream is
+  // destroyed with writes still queued, and that error is of no interest.
+  let writeError: Error | undefined;
+  output.on("error", (error) => (writeError ??= error));
   const hash = createHash("sha256");
   const splits: ManifestFile["splits"] = {};
   const progress = args.terminal?.progress("manifest", scan.total);
@@ -86,6 +90,7 @@ async function writeEntries(args: {
     for await (const entry of scan.entries({ signal: args.signal, threads: args.threads })) {
       const line = formatEntryLine(entry);
       hash.update(line);
+      if (writeError) throw writeError;
       if (!output.write(line)) await once(output, "drain");
       const split = (splits[entry.split] ??= { count: 0, class_counts: scan.classes.map(() => 0) });
       split.count += 1;
