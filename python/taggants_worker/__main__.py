@@ -99,5 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> int:
+    """``main`` with its failures logged as structured lines instead of a bare traceback."""
+    try:
+        return main()
+    except Exception:
+        logging.getLogger("taggants_worker").exception("the worker failed")
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = run()
+    # Everything a command writes is already on disk (atomically); tearing down torch's
+    # interpreter state only costs seconds on a busy machine, so leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -5,7 +5,7 @@
  * referenced from the header as `{__tensor__: i, dtype, shape}`. Field names are snake_case.
  */
 import { Packr } from "msgpackr";
-import { TaggantsError } from "../errors.ts";
+import { WorkerError } from "./errors.ts";
 import { isDType, ITEM_SIZE, elementCount, Tensor, DTYPES } from "./tensor.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -107,12 +107,9 @@ const FIELDS: Record<Message["type"], Record<string, FieldKind>> = {
 };
 
 /** A message that does not follow the protocol; `requestId` is set when it could be read. */
-export class ProtocolError extends TaggantsError {
-  readonly requestId: number | undefined;
-
+export class ProtocolError extends WorkerError {
   constructor(message: string, options: { requestId?: number; cause?: unknown } = {}) {
-    super("worker_protocol_error", message, { cause: options.cause });
-    this.requestId = options.requestId;
+    super("worker_protocol_error", message, options);
   }
 }
 
