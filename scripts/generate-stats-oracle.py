@@ -61,7 +61,7 @@ def hits_for(keys: int, k: int, classes: int) -> list[int]:
     if keys in SMALL_K:
         chosen = set(range(max(0, math.floor(mean)), keys + 1)) | below
     else:
-        near = {math.floor(mean + sd * t / 4) for t in range(0, 41)}
+        near = {math.floor(mean + sd * t / 4) for t in range(41)}
         far = {round(mean + (keys - mean) * (i / 40) ** 2) for i in range(41)}
         chosen = near | far | below | {keys - 1, keys}
     return sorted(h for h in chosen if 0 <= h <= keys)
@@ -72,15 +72,25 @@ def binomial_cases() -> list[list]:
     for keys in SMALL_K + LARGE_K:
         for k, classes in RATES:
             hits = hits_for(keys, k, classes)
-            for h, value in zip(hits, tail_log10s(keys, k, classes, hits)):
+            for h, value in zip(hits, tail_log10s(keys, k, classes, hits), strict=True):
                 cases.append([keys, k, classes, h, value])
     return cases
 
 
 RUNS = [1, 2, 3, 5, 10, 30, 100, 300, 1000]
 # (a, b): log10 p_r = a + b * r / (R - 1); from p-values near 1 to far below 1e-300.
-PATTERNS = [(-1e-8, 0.0), (-0.01, 0.0), (-0.3, 0.0), (-0.001, -0.5), (-1.0, -2.0), (-5.0, 0.0),
-            (-20.0, -10.0), (-300.0, 0.0), (-400.0, -100.0), (-50000.0, 0.0)]
+PATTERNS = [
+    (-1e-8, 0.0),
+    (-0.01, 0.0),
+    (-0.3, 0.0),
+    (-0.001, -0.5),
+    (-1.0, -2.0),
+    (-5.0, 0.0),
+    (-20.0, -10.0),
+    (-300.0, 0.0),
+    (-400.0, -100.0),
+    (-50000.0, 0.0),
+]
 
 
 def fisher_log10(runs: int, a: float, b: float) -> float:
@@ -103,7 +113,9 @@ def clopper_pearson_cases() -> list[list]:
             for confidence in [0.95, 0.99]:
                 alpha = 1 - confidence
                 lower = 0.0 if hits == 0 else stats.beta.ppf(alpha / 2, hits, trials - hits + 1)
-                upper = 1.0 if hits == trials else stats.beta.isf(alpha / 2, hits + 1, trials - hits)
+                upper = (
+                    1.0 if hits == trials else stats.beta.isf(alpha / 2, hits + 1, trials - hits)
+                )
                 cases.append([hits, trials, confidence, float(lower), float(upper)])
     return cases
 
@@ -115,7 +127,7 @@ def main() -> None:
         "binomial_columns": ["keys", "top_k", "classes", "hits", "log10_p"],
         "binomial": binomial_cases(),
         "fisher_columns": ["runs", "a", "b", "log10_p"],
-        "fisher_inputs": "log10 p_r = a + b * r / (runs - 1) for r = 0..runs-1 (just a if runs = 1)",
+        "fisher_inputs": "log10 p_r = a + b * r / (runs - 1), r = 0..runs-1 (a if runs = 1)",
         "fisher": fisher_cases(),
         "clopper_pearson_columns": ["hits", "trials", "confidence", "lower", "upper"],
         "clopper_pearson": clopper_pearson_cases(),
