@@ -162,15 +162,17 @@ def model_spec_for(
     in_chans: int,
     img_size: int | None = None,
     extra: dict[str, Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> ModelSpec:
     """The spec of a model for a dataset: optional kwargs only where the family accepts them.
 
-    `img_size` and entries of `extra` (drop-path rate, LayerScale init, ...) are kept only if
+    `kwargs` go to the model as given (after the preset's). `img_size` and entries of `extra`
+    (drop-path rate, LayerScale init, ...) are kept only if
     the model's constructor takes them; CNNs, for instance, take any input size and have no
     `img_size`. What was applied is what the spec (and so the checkpoint) records.
     """
-    timm_name, kwargs, _ = resolve_model_name(name)
-    kwargs.update(num_classes=num_classes, in_chans=in_chans)
+    timm_name, preset_kwargs, _ = resolve_model_name(name)
+    kwargs = {**preset_kwargs, **(kwargs or {}), "num_classes": num_classes, "in_chans": in_chans}
     optional = dict(extra or {})
     if img_size is not None:
         optional["img_size"] = img_size

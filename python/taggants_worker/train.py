@@ -90,11 +90,15 @@ def train_model(
     overrides: dict[str, Any] | None = None,
     channels: int | None = None,
     input_size: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     device: torch.device | None = None,
     progress: ProgressFn | None = None,
     dist: DistInfo = SINGLE_PROCESS,
 ) -> dict[str, Any]:
-    """Train (or resume, or return the finished run in `out`); returns {checkpoint, metrics}."""
+    """Train (or resume, or return the finished run in `out`); returns {checkpoint, metrics}.
+
+    `model_kwargs` are passed to the timm model on top of the preset's (e.g. `depth` of a ViT).
+    """
     device = device or torch.device("cpu")
     if epochs < 1:
         raise ValueError(f"epochs must be ≥ 1, got {epochs}")
@@ -109,6 +113,7 @@ def train_model(
         data_seed=data_seed,
         overrides=overrides,
         input_size=input_size,
+        model_kwargs=model_kwargs,
     )
     out = Path(out)
     start_epoch, resumed = 0, None
@@ -153,6 +158,7 @@ def make_plan(
     data_seed: int,
     overrides: dict[str, Any] | None,
     input_size: int | None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> TrainPlan:
     size = dataset.image_size()
     if input_size is None:
@@ -172,6 +178,7 @@ def make_plan(
         in_chans=dataset.channels,
         img_size=input_size,
         extra={"drop_path_rate": config.drop_path_rate, "init_values": config.layer_scale_init},
+        kwargs=model_kwargs,
     )
     return TrainPlan(
         model=spec,

@@ -76,6 +76,7 @@ def train(
     overrides: dict[str, Any] | None = None,
     channels: int | None = None,
     input_size: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     nproc_per_node: int = 1,
 ) -> dict[str, Any]:
     """Train or resume; progress {epoch, epochs, step, steps, loss, lr, images_per_s}."""
@@ -92,6 +93,7 @@ def train(
             "overrides": overrides,
             "channels": channels,
             "input_size": input_size,
+            "model_kwargs": model_kwargs,
         }
         return run_torchrun(
             request, nproc_per_node=nproc_per_node, on_progress=lambda e: ctx.progress(**e)
@@ -108,6 +110,7 @@ def train(
         overrides=overrides,
         channels=channels,
         input_size=input_size,
+        model_kwargs=model_kwargs,
         device=ctx.device,
         progress=ctx.progress,
     )
