@@ -67,7 +67,6 @@ class DistInfo:
         torch_dist.all_reduce(value)
         return value / self.world_size
 
-
     def check_same_weights(self, model: nn.Module) -> list[str]:
         """SHA-256 of each rank's weights; raises if the ranks have drifted apart."""
         digest = weights_digest(model)
