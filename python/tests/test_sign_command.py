@@ -13,12 +13,13 @@ from taggants_worker.registry import Context, invoke
 from taggants_worker.train import train_model
 
 KEY_LABELS = torch.tensor([1, 4])
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("craft-idx")
-    manifest, data = write_idx_dataset(root, train=96, test=16)
+    manifest, data = write_idx_dataset(root, train=96, test=16, classes=10)
     spec = DatasetSpec(manifest, root, "train")
     checkpoint = train_model(
         data=spec,
