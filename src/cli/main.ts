@@ -14,6 +14,7 @@ import * as keysCommand from "./commands/keys.ts";
 import * as manifestCommand from "./commands/manifest.ts";
 import * as statsCommand from "./commands/stats.ts";
 import * as signCommand from "./commands/sign.ts";
+import * as experimentCommand from "./commands/experiment.ts";
 
 const commandModules: Array<{ register: RegisterCommand }> = [
   detectCommand,
@@ -22,6 +23,7 @@ const commandModules: Array<{ register: RegisterCommand }> = [
   manifestCommand,
   statsCommand,
   signCommand,
+  experimentCommand,
 ];
 
 function packageVersion(): string {

@@ -30,14 +30,17 @@ export interface CraftResult {
   /** Signed images, uint8 [K·n, C, H, W], row-major over the signing indices. */
   signed: Uint8Array;
   shape: [number, number, number, number];
-  /** Final cosine per key. */
+  /** Final cosine per key, of the 8-bit signed images when the worker reports it. */
   cosine: number[];
   objective: number;
 }
 
 interface CraftReply {
   signed: Tensor;
+  /** Unaugmented gradient cosine per key before rounding to 8 bits. */
   cosine: Tensor;
+  /** The same after rounding: what the published pixels achieve. */
+  cosine_quantised?: Tensor;
   objective: number;
 }
 
@@ -139,7 +142,7 @@ function parseReply(
   return {
     signed: Uint8Array.from(reply.signed.data),
     shape: shape as [number, number, number, number],
-    cosine: Array.from(reply.cosine.values() as Float32Array, Number),
+    cosine: Array.from((reply.cosine_quantised ?? reply.cosine).values() as Float32Array, Number),
     objective: Number(reply.objective),
   };
 }

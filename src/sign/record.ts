@@ -18,6 +18,8 @@ export const SIGNING_RECORD_SCHEMA = "taggants.signing-record/1";
 export const SigningParamsSchema = z.object({
   key_count: z.number().int().positive(),
   key_resolution: z.number().int().positive(),
+  /** Channels of the keys and taggants (the surrogate's input channels). */
+  channels: z.number().int().positive(),
   eps_255: z.number().positive().max(255),
   budget: z.union([z.object({ fraction: z.number() }), z.object({ per_key: z.number().int() })]),
   images_per_key: z.number().int().positive(),

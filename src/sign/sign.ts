@@ -78,6 +78,9 @@ export interface SignOutcome {
   record: string;
   commitment: string;
   keyCount: number;
+  keyResolution: number;
+  /** Channels of the keys and taggants. */
+  channels: number;
   imagesPerKey: number;
   signingImages: number;
   trainCount: number;
@@ -229,6 +232,7 @@ export async function signDataset(
     params: {
       key_count: keys.length,
       key_resolution: keyResolution,
+      channels: surrogate.channels,
       eps_255: craftParams.eps255,
       budget:
         "fraction" in request.budget
@@ -499,6 +503,8 @@ function outcomeOf(options: {
     record: resolve(request.record),
     commitment: record.commitment,
     keyCount: record.params.key_count,
+    keyResolution: record.params.key_resolution,
+    channels: record.params.channels,
     imagesPerKey: record.params.images_per_key,
     signingImages: record.params.key_count * record.params.images_per_key,
     trainCount: options.trainCount,
