@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { UsageError } from "../errors.ts";
 import { parseImageHeader } from "../manifest/image-header.ts";
 import { readIdxLabels } from "../manifest/idx.ts";
-import { detectLayout, walkClassFolder, type ImageFolderLayout } from "../manifest/layout.ts";
+import { detectLayout, listClassFolder, type ImageFolderLayout } from "../manifest/layout.ts";
 import { resolveImagesPerKey, validateEps255 } from "../sign/signing-set.ts";
 import type { ExperimentProfile } from "./profiles.ts";
 
@@ -149,7 +149,7 @@ async function countSplit(options: {
       () => false,
     );
     if (exists) {
-      for await (const path of walkClassFolder(classDirectory)) {
+      for (const path of await listClassFolder(classDirectory)) {
         const file = join(classDirectory, path);
         bytes += (await stat(file)).size;
         count += 1;
