@@ -92,8 +92,10 @@ def _unpack_one(descriptor: Mapping[str, Any], frames: Sequence[Any]) -> torch.T
             f"tensor frame {index} holds {raw.nbytes} bytes, but dtype {_NAMES[dtype]} and shape "
             f"{list(shape)} need {expected}"
         )
-    if raw.ctypes.data % itemsize != 0:
-        raw = raw.copy()  # numpy allocations are aligned for every dtype; the frame was not
+    if raw.ctypes.data % itemsize != 0 or not raw.flags.writeable:
+        # numpy allocations are aligned for every dtype, and commands may write to their inputs;
+        # pyzmq's zero-copy frames are writable and malloc-aligned, so this copy is rare.
+        raw = raw.copy()
     return torch.from_numpy(raw).view(dtype).reshape(shape)
 
 
