@@ -101,19 +101,14 @@ class KeyBatch:
 
     @property
     def augmented_count(self) -> int:
-        return int(self.draw.dy.shape[0])
+        return len(self.draw)
 
     def chunk_loss(self, model: nn.Module, taggant: torch.Tensor, start: int, stop: int):
         """Summed loss of augmented images [start, stop) given taggants [n, C, H, W]."""
         n = self.clean.shape[0]
         source = torch.arange(start, stop, device=self.clean.device) % n
         images = (self.clean + taggant)[source]
-        sub = AugmentDraw(
-            dy=self.draw.dy[start:stop],
-            dx=self.draw.dx[start:stop],
-            flip=self.draw.flip[start:stop],
-        )
-        logits = model(apply_augmentation(images, sub, self.spec))
+        logits = model(apply_augmentation(images, self.draw.rows(start, stop), self.spec))
         return functional.cross_entropy(logits, self.labels[source], reduction="sum")
 
 

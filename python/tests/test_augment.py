@@ -93,5 +93,39 @@ def test_the_surrogate_recipe_decides_padding_and_flip():
     assert spec == AugmentSpec(pad=2, flip=True, pad_mode="constant")
     no_flip = dataclasses.replace(default_recipe("simple", image_size=28), hflip=0.0)
     assert augment_spec_from_recipe(no_flip).flip is False
-    with pytest.raises(ValueError, match="only 'pad'"):
-        augment_spec_from_recipe(default_recipe("simple", image_size=224))
+    large = augment_spec_from_recipe(default_recipe("simple", image_size=224))
+    assert (large.crop, large.rrc_scale, large.flip) == ("rrc", (0.08, 1.0), True)
+
+
+def test_a_full_size_resized_crop_is_the_identity_or_the_mirror_image():
+    spec = AugmentSpec(crop="rrc", rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0), flip=True)
+    images = torch.rand(8, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    draw = draw_augmentation(spec, 8, torch.Generator().manual_seed(1))
+    out = apply_augmentation(images, draw, spec)
+    expected = torch.where(draw.flip[:, None, None, None], images.flip(-1), images)
+    torch.testing.assert_close(out, expected)
+
+
+def test_a_resized_crop_of_half_the_width_enlarges_one_half_of_the_image():
+    images = torch.arange(4.0).repeat(1, 1, 4, 1)  # [1, 1, 4, 4], columns 0 1 2 3
+    # Left half: centre x = −0.5, width 0.5 (normalised), full height.
+    draw = AugmentDraw(flip=torch.tensor([False]), box=torch.tensor([[-0.5, 0.0, 0.5, 1.0]]))
+    out = apply_augmentation(images, draw, AugmentSpec(crop="rrc"))
+    # The box spans pixels 0 and 1, i.e. [0, 2) in pixel units; four output pixels sample it at
+    # −0.25 (clamped to the border: 0), 0.25, 0.75 and 1.25, interpolated linearly.
+    torch.testing.assert_close(out[0, 0, 0], torch.tensor([0.0, 0.25, 0.75, 1.25]))
+
+
+def test_resized_crops_are_differentiable_and_differ_between_draws():
+    spec = AugmentSpec(crop="rrc", rrc_scale=(0.25, 1.0), flip=True)
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    images.requires_grad_(True)
+    generator = torch.Generator().manual_seed(2)
+    first = draw_augmentation(spec, 16, generator)
+    second = draw_augmentation(spec, 16, generator)
+    assert not torch.equal(first.box, second.box)
+    area = first.box[:, 2] * first.box[:, 3]
+    assert float(area.min()) >= 0.25 - 1e-6 and float(area.max()) <= 1.0
+    assert (first.box[:, :2].abs() <= 1 - first.box[:, 2:] + 1e-6).all()  # inside the image
+    apply_augmentation(images, first, spec).square().sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
