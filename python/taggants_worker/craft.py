@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .augment import AugmentSpec, draw_augmentation
 from .craft_state import CraftState, fingerprint, load_state, save_state
@@ -443,16 +444,22 @@ def craft_taggants(
         a state_path and checkpoint_every it can then be resumed).
     """
     _validate_inputs(surrogates, images, image_labels, keys, key_labels)
-    crafter = _Crafter(
-        surrogates=surrogates,
-        images=images,
-        image_labels=image_labels,
-        keys=keys,
-        key_labels=key_labels,
-        settings=settings,
-        on_progress=on_progress,
-    )
-    return crafter.run()
+    # The fused attention kernels (flash, memory-efficient) have no double backward; the math
+    # kernel computes the same attention and can be differentiated twice.
+    with sdpa_kernel([SDPBackend.MATH]):
+        return _craft(
+            surrogates=surrogates,
+            images=images,
+            image_labels=image_labels,
+            keys=keys,
+            key_labels=key_labels,
+            settings=settings,
+            on_progress=on_progress,
+        )
+
+
+def _craft(**job: Any) -> CraftResult:
+    return _Crafter(**job).run()
 
 
 def _validate_inputs(surrogates, images, image_labels, keys, key_labels) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 from torch import nn
 
@@ -344,3 +345,21 @@ def test_the_step_size_drops_tenfold_at_three_five_and_seven_eighths_of_the_step
     assert rates[49] == pytest.approx(0.1) and rates[50] == pytest.approx(0.01)
     assert rates[69] == pytest.approx(0.01) and rates[70] == pytest.approx(0.001)
     assert math.isclose(rates[79], 0.001)
+
+
+def test_a_vision_transformer_surrogate_can_be_differentiated_twice(sample):
+    # timm's attention uses fused kernels without a double backward unless crafting avoids them.
+    vit = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=28,
+        patch_size=7,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        num_classes=10,
+        in_chans=1,
+    )
+    result = _craft(sample, surrogates=[Surrogate(model=vit, input_size=(28, 28))], steps=2)
+    assert torch.isfinite(result.cosine).all()
+    assert torch.isfinite(result.objective_per_key).all()
