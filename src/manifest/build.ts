@@ -87,15 +87,21 @@ async function writeEntries(args: {
   const progress = args.terminal?.progress("manifest", scan.total);
   let done = 0;
   try {
-    for await (const entry of scan.entries({ signal: args.signal, threads: args.threads })) {
-      const line = formatEntryLine(entry);
-      hash.update(line);
+    for await (const batch of scan.entries({ signal: args.signal, threads: args.threads })) {
+      const text = batch.map(formatEntryLine).join("");
+      hash.update(text);
       if (writeError) throw writeError;
-      if (!output.write(line)) await once(output, "drain");
-      const split = (splits[entry.split] ??= { count: 0, class_counts: scan.classes.map(() => 0) });
-      split.count += 1;
-      split.class_counts[entry.label]! += 1;
-      if (++done % 1024 === 0) progress?.tick(done);
+      if (!output.write(text)) await once(output, "drain");
+      for (const entry of batch) {
+        const split = (splits[entry.split] ??= {
+          count: 0,
+          class_counts: scan.classes.map(() => 0),
+        });
+        split.count += 1;
+        split.class_counts[entry.label]! += 1;
+      }
+      done += batch.length;
+      progress?.tick(done);
     }
     output.end();
     await once(output, "finish");

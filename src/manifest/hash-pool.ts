@@ -7,18 +7,6 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { ImageHeader } from "./image-header.ts";
 
-/**
- * Worker threads do not inherit the TypeScript loader that runs taggants (tsx), so each thread
- * registers it before importing the TypeScript worker module.
- */
-const WORKER_BOOTSTRAP = `
-import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))})
-  .then(({ register }) => {
-    register();
-    return import(${JSON.stringify(new URL("./hash-worker.ts", import.meta.url).href)});
-  });
-`;
-
 export interface HashRequest {
   id: number;
   paths: string[];
@@ -70,7 +58,7 @@ export class HashPool {
   }
 
   private spawn(): Worker {
-    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true });
+    const worker = new Worker(new URL("./hash-worker.js", import.meta.url));
     this.load.set(worker, 0);
     worker.on("message", (reply: { id: number; results: HashResult[] }) => {
       const pending = this.pending.get(reply.id);

@@ -1,10 +1,9 @@
 /**
- * Reading an image's container, size and pixel mode from its bytes, and checking that the
- * container's structure is complete (PNG chunks up to IEND, JPEG segments up to EOI, WebP RIFF
- * chunks up to the declared length), without decoding pixels. This is what lets the manifest
- * reject non-image files and truncated images at hashing speed. Corruption inside compressed
- * pixel data is not detected here.
+ * The TypeScript view of image-header-core.js: an image's container, size and pixel mode read
+ * from its bytes, with a check that the container is complete (not truncated), without decoding
+ * pixels. The implementation is plain JavaScript so that hashing threads can load it cheaply.
  */
+import { ImageHeaderError, parseImageHeader as parseHeader } from "./image-header-core.js";
 import type { Container, Mode } from "./format.ts";
 
 export interface ImageHeader {
@@ -14,167 +13,9 @@ export interface ImageHeader {
   mode: Mode;
 }
 
-/** Thrown for bytes that are not a complete JPEG, PNG or WebP image. */
-export class ImageHeaderError extends Error {
-  constructor(
-    readonly reason: "not-an-image" | "truncated" | "malformed",
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { ImageHeaderError };
 
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
+/** Throws ImageHeaderError for bytes that are not a complete JPEG, PNG or WebP image. */
 export function parseImageHeader(bytes: Uint8Array): ImageHeader {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (startsWith(buffer, PNG_SIGNATURE)) return parsePng(buffer);
-  if (startsWith(buffer, [0xff, 0xd8, 0xff])) return parseJpeg(buffer);
-  if (
-    buffer.length >= 12 &&
-    buffer.toString("latin1", 0, 4) === "RIFF" &&
-    buffer.toString("latin1", 8, 12) === "WEBP"
-  ) {
-    return parseWebp(buffer);
-  }
-  throw new ImageHeaderError(
-    "not-an-image",
-    `not a JPEG, PNG or WebP image (first bytes ${buffer.subarray(0, 8).toString("hex") || "none: empty file"})`,
-  );
-}
-
-function startsWith(buffer: Buffer, prefix: number[]): boolean {
-  return buffer.length >= prefix.length && prefix.every((byte, i) => buffer[i] === byte);
-}
-
-function truncated(container: string): ImageHeaderError {
-  return new ImageHeaderError(
-    "truncated",
-    `truncated ${container} (the file ends before the image does)`,
-  );
-}
-
-const PNG_MODES: Record<number, Mode> = {
-  0: "gray",
-  2: "rgb",
-  3: "rgb",
-  4: "gray-alpha",
-  6: "rgba",
-};
-
-function parsePng(buffer: Buffer): ImageHeader {
-  if (buffer.length < 33 || buffer.toString("latin1", 12, 16) !== "IHDR") throw truncated("PNG");
-  const width = buffer.readUInt32BE(16);
-  const height = buffer.readUInt32BE(20);
-  const colorType = buffer[25]!;
-  let mode = PNG_MODES[colorType];
-  if (mode === undefined)
-    throw new ImageHeaderError("malformed", `PNG with unknown colour type ${colorType}`);
-  let position = 8;
-  for (;;) {
-    if (position + 12 > buffer.length) throw truncated("PNG");
-    const length = buffer.readUInt32BE(position);
-    const type = buffer.toString("latin1", position + 4, position + 8);
-    position += 12 + length;
-    if (position > buffer.length) throw truncated("PNG");
-    // A transparency chunk gives palette images an alpha channel once decoded.
-    if (type === "tRNS" && colorType === 3) mode = "rgba";
-    if (type === "IEND") break;
-  }
-  return { container: "png", width, height, mode };
-}
-
-const JPEG_MODES: Record<number, Mode> = { 1: "gray", 3: "rgb", 4: "cmyk" };
-
-function isStartOfFrame(marker: number): boolean {
-  return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
-}
-
-function parseJpeg(buffer: Buffer): ImageHeader {
-  let frame: { width: number; height: number; mode: Mode } | undefined;
-  let position = 2;
-  for (;;) {
-    if (position + 2 > buffer.length) throw truncated("JPEG");
-    if (buffer[position] !== 0xff)
-      throw new ImageHeaderError("malformed", `JPEG without a marker at byte ${position}`);
-    const marker = buffer[position + 1]!;
-    position += 2;
-    if (marker === 0xff) {
-      position -= 1; // fill byte
-      continue;
-    }
-    if (marker === 0xd9) break;
-    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) continue;
-    if (position + 2 > buffer.length) throw truncated("JPEG");
-    const length = buffer.readUInt16BE(position);
-    if (isStartOfFrame(marker)) frame = readJpegFrame(buffer, position);
-    position += length;
-    if (marker === 0xda) position = skipEntropyCodedData(buffer, position);
-  }
-  if (frame === undefined)
-    throw new ImageHeaderError("malformed", "JPEG without a frame header (SOF)");
-  return { container: "jpeg", ...frame };
-}
-
-function readJpegFrame(
-  buffer: Buffer,
-  position: number,
-): { width: number; height: number; mode: Mode } {
-  if (position + 8 > buffer.length) throw truncated("JPEG");
-  const height = buffer.readUInt16BE(position + 3);
-  const width = buffer.readUInt16BE(position + 5);
-  const components = buffer[position + 7]!;
-  const mode = JPEG_MODES[components];
-  if (mode === undefined)
-    throw new ImageHeaderError("malformed", `JPEG with ${components} components`);
-  return { width, height, mode };
-}
-
-/** Position of the next marker after a scan: an 0xFF not followed by 0x00 or a restart marker. */
-function skipEntropyCodedData(buffer: Buffer, start: number): number {
-  let position = start;
-  for (;;) {
-    position = buffer.indexOf(0xff, position);
-    if (position < 0 || position + 1 >= buffer.length) throw truncated("JPEG");
-    const next = buffer[position + 1]!;
-    if (next === 0x00 || (next >= 0xd0 && next <= 0xd7) || next === 0xff) position += 1;
-    else return position;
-  }
-}
-
-function parseWebp(buffer: Buffer): ImageHeader {
-  const end = 8 + buffer.readUInt32LE(4);
-  if (end > buffer.length) throw truncated("WebP");
-  let header: Omit<ImageHeader, "container"> | undefined;
-  let hasAlpha = false;
-  let position = 12;
-  while (position < end) {
-    if (position + 8 > end) throw truncated("WebP");
-    const type = buffer.toString("latin1", position, position + 4);
-    const length = buffer.readUInt32LE(position + 4);
-    const body = position + 8;
-    if (body + length > end) throw truncated("WebP");
-    if (type === "VP8X") {
-      hasAlpha = (buffer[body]! & 0x10) !== 0;
-      header = {
-        width: 1 + buffer.readUIntLE(body + 4, 3),
-        height: 1 + buffer.readUIntLE(body + 7, 3),
-        mode: "rgb",
-      };
-    } else if (type === "VP8 " && header === undefined) {
-      header = {
-        width: buffer.readUInt16LE(body + 6) & 0x3fff,
-        height: buffer.readUInt16LE(body + 8) & 0x3fff,
-        mode: "rgb",
-      };
-    } else if (type === "VP8L" && header === undefined) {
-      const bits = buffer.readUInt32LE(body + 1);
-      hasAlpha = ((bits >>> 28) & 1) === 1;
-      header = { width: 1 + (bits & 0x3fff), height: 1 + ((bits >>> 14) & 0x3fff), mode: "rgb" };
-    }
-    position = body + length + (length % 2);
-  }
-  if (header === undefined)
-    throw new ImageHeaderError("malformed", "WebP without an image chunk (VP8, VP8L or VP8X)");
-  return { container: "webp", ...header, mode: hasAlpha ? "rgba" : "rgb" };
+  return parseHeader(bytes);
 }

@@ -205,17 +205,21 @@ function validateClasses(directory: string, classes: string[]): string[] {
 
 /**
  * The files of one class folder, recursively, as POSIX paths relative to it, in code-point order
- * of the full path (a folder sorts as its name followed by "/").
+ * of the full path (a folder sorts as its name followed by "/"). Memory grows with the files of
+ * one class folder, not with the dataset.
  */
-export async function* walkClassFolder(directory: string, relative = ""): AsyncGenerator<string> {
+export async function listClassFolder(directory: string, relative = ""): Promise<string[]> {
   const { directories, files } = await listDirectory(directory);
   const items = [
     ...files.map((name) => ({ name, key: name, isDirectory: false })),
     ...directories.map((name) => ({ name, key: `${name}/`, isDirectory: true })),
   ].sort((a, b) => compareCodePoints(a.key, b.key));
+  const paths: string[] = [];
   for (const item of items) {
     const path = relative + item.name;
-    if (item.isDirectory) yield* walkClassFolder(join(directory, item.name), `${path}/`);
-    else yield path;
+    if (item.isDirectory)
+      paths.push(...(await listClassFolder(join(directory, item.name), `${path}/`)));
+    else paths.push(path);
   }
+  return paths;
 }

@@ -19,8 +19,8 @@ import { HashPool, type HashResult } from "./hash-pool.ts";
 import { readIdxLabels, streamIdxImages, type IdxImagesHeader, type IdxLabels } from "./idx.ts";
 import {
   detectLayout,
+  listClassFolder,
   listDirectory,
-  walkClassFolder,
   type DatasetLayout,
   type IdxLayout,
   type ImageFolderLayout,
@@ -28,6 +28,8 @@ import {
 
 /** Files per batch sent to a hashing thread. */
 const BATCH_FILES = 128;
+/** idx entries per batch. */
+const IDX_BATCH = 1024;
 /** Batches in flight per hashing thread (bounds memory and keeps every thread busy). */
 const BATCHES_PER_THREAD = 4;
 /** Sizes listed individually in the summary's formats. */
@@ -85,7 +87,8 @@ export interface DatasetScan {
   /** Images the scan will yield (for progress). */
   total: number;
   formats: FormatTally;
-  entries(options?: { signal?: AbortSignal; threads?: number }): AsyncGenerator<ManifestEntry>;
+  /** The entries in entries-file order, in batches. */
+  entries(options?: { signal?: AbortSignal; threads?: number }): AsyncGenerator<ManifestEntry[]>;
 }
 
 /** Recognise the layout of `root`, fix its classes and count its images. */
@@ -105,7 +108,7 @@ interface PendingFile {
 
 async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetScan> {
   let total = 0;
-  for await (const file of imageFolderFiles(layout)) if (file) total += 1;
+  for await (const files of imageFolderFiles(layout)) total += files.length;
   const formats = new FormatTally();
   return {
     layout,
@@ -116,29 +119,31 @@ async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetSc
   };
 }
 
-/** Every file of the tree in entries order: split, then path (class folders sort as "name/"). */
-async function* imageFolderFiles(layout: ImageFolderLayout): AsyncGenerator<PendingFile> {
+/**
+ * The files of the tree in entries order, one class folder at a time: split, then path (class
+ * folders sort as "name/", so class order by path may differ from class index order).
+ */
+async function* imageFolderFiles(layout: ImageFolderLayout): AsyncGenerator<PendingFile[]> {
   const labelOf = new Map(layout.classes.map((name, index) => [name, index]));
   const inPathOrder = [...layout.classes].sort((a, b) => compareCodePoints(`${a}/`, `${b}/`));
   for (const { split, directory, prefix } of layout.splits) {
     const present = split === "train" ? inPathOrder : await presentClasses(directory, inPathOrder);
     for (const name of present) {
-      let files = 0;
-      for await (const relative of walkClassFolder(join(directory, name))) {
-        files += 1;
-        yield {
-          split,
-          path: `${prefix}${name}/${relative}`,
-          absolute: join(directory, name, relative),
-          label: labelOf.get(name)!,
-        };
-      }
-      if (files === 0) {
+      const folder = join(directory, name);
+      const relatives = await listClassFolder(folder);
+      if (relatives.length === 0) {
         throw new UsageError(
           "dataset-empty-class",
-          `The class folder ${join(directory, name)} holds no images; expected at least one image per class folder. Add images or remove the folder.`,
+          `The class folder ${folder} holds no images; expected at least one image per class folder. Add images or remove the folder.`,
         );
       }
+      const label = labelOf.get(name)!;
+      yield relatives.map((relative) => ({
+        split,
+        path: `${prefix}${name}/${relative}`,
+        absolute: join(folder, relative),
+        label,
+      }));
     }
   }
 }
@@ -154,54 +159,49 @@ async function* imageFolderEntries(args: {
   total: number;
   signal?: AbortSignal;
   threads?: number;
-}): AsyncGenerator<ManifestEntry> {
-  // No more threads than batches: a thread costs about a second to start.
+}): AsyncGenerator<ManifestEntry[]> {
+  // No more threads than batches: starting a thread costs time.
   const threads = Math.min(
     args.threads ?? availableParallelism(),
     Math.ceil(args.total / BATCH_FILES),
   );
   const pool = new HashPool(Math.max(1, threads));
   const inFlight: Array<{ files: PendingFile[]; results: Promise<HashResult[]> }> = [];
-  const submit = (files: PendingFile[]): void => {
-    const results = pool.hash(files.map((file) => file.absolute));
-    results.catch(() => {}); // observed when awaited below; avoid an unhandled rejection meanwhile
-    inFlight.push({ files, results });
-  };
   try {
-    let batch: PendingFile[] = [];
-    for await (const file of imageFolderFiles(args.layout)) {
-      batch.push(file);
-      if (batch.length < BATCH_FILES) continue;
-      submit(batch);
-      batch = [];
-      while (inFlight.length >= pool.size * BATCHES_PER_THREAD)
-        yield* finishBatch(inFlight.shift()!, args);
+    for await (const folderFiles of imageFolderFiles(args.layout)) {
+      for (let start = 0; start < folderFiles.length; start += BATCH_FILES) {
+        const files = folderFiles.slice(start, start + BATCH_FILES);
+        const results = pool.hash(files.map((file) => file.absolute));
+        results.catch(() => {}); // observed when awaited below; no unhandled rejection meanwhile
+        inFlight.push({ files, results });
+        while (inFlight.length >= pool.size * BATCHES_PER_THREAD)
+          yield await finishBatch(inFlight.shift()!, args);
+      }
     }
-    if (batch.length > 0) submit(batch);
-    while (inFlight.length > 0) yield* finishBatch(inFlight.shift()!, args);
+    while (inFlight.length > 0) yield await finishBatch(inFlight.shift()!, args);
   } finally {
     await pool.close();
   }
 }
 
-async function* finishBatch(
+async function finishBatch(
   batch: { files: PendingFile[]; results: Promise<HashResult[]> },
   args: { formats: FormatTally; signal?: AbortSignal },
-): AsyncGenerator<ManifestEntry> {
+): Promise<ManifestEntry[]> {
   const results = await batch.results;
   args.signal?.throwIfAborted();
-  for (const [i, file] of batch.files.entries()) {
+  return batch.files.map((file, i) => {
     const result = results[i]!;
     if (!result.ok) throw imageError(file.absolute, result);
     args.formats.add(result);
-    yield {
+    return {
       split: file.split,
       path: file.path,
       label: file.label,
       size: result.size,
       sha256: result.sha256,
     };
-  }
+  });
 }
 
 function imageError(path: string, result: Extract<HashResult, { ok: false }>): UsageError {
@@ -247,7 +247,8 @@ async function* idxEntries(args: {
   labels: Map<string, IdxLabels>;
   formats: FormatTally;
   signal?: AbortSignal;
-}): AsyncGenerator<ManifestEntry> {
+}): AsyncGenerator<ManifestEntry[]> {
+  let batch: ManifestEntry[] = [];
   for (const split of SPLITS) {
     const files = args.layout.files[split];
     const labels = args.labels.get(split);
@@ -260,18 +261,19 @@ async function* idxEntries(args: {
         header = validateIdxCounts(path, item, labels.count);
         continue;
       }
-      if (index % 4096 === 0) args.signal?.throwIfAborted();
-      args.formats.add({
-        container: "idx",
-        mode: "gray",
-        width: header!.width,
-        height: header!.height,
-      });
+      const { width, height } = header!;
+      args.formats.add({ container: "idx", mode: "gray", width, height });
       const sha256 = createHash("sha256").update(item).digest("hex");
-      yield { split, index, label: labels.labels[index]!, size: item.length, sha256 };
+      batch.push({ split, index, label: labels.labels[index]!, size: item.length, sha256 });
       index += 1;
+      if (batch.length === IDX_BATCH) {
+        args.signal?.throwIfAborted();
+        yield batch;
+        batch = [];
+      }
     }
   }
+  if (batch.length > 0) yield batch;
 }
 
 function validateIdxCounts(

@@ -35,7 +35,7 @@ export async function verifyManifest(args: {
   const progress = args.terminal?.progress("verify", scan.total);
   const result: VerifyResult = { changed: [], missing: [], added: [] };
   const recorded = readEntries(summary.summaryPath)[Symbol.asyncIterator]();
-  const found = scan.entries({ signal: args.signal })[Symbol.asyncIterator]();
+  const found = flatten(scan.entries({ signal: args.signal }))[Symbol.asyncIterator]();
   let a = await recorded.next();
   let b = await found.next();
   let done = 0;
@@ -62,6 +62,10 @@ export async function verifyManifest(args: {
     `${result.changed.length} changed, ${result.missing.length} missing, ${result.added.length} added`,
   );
   return result;
+}
+
+async function* flatten<T>(batches: AsyncIterable<T[]>): AsyncGenerator<T> {
+  for await (const batch of batches) yield* batch;
 }
 
 function compareEntries(a: ManifestEntry, b: ManifestEntry): number {
