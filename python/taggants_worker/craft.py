@@ -172,6 +172,58 @@ def quantise(original: torch.Tensor, taggants: torch.Tensor, eps_255: float) -> 
     return torch.minimum(torch.maximum(signed.to(torch.int16), low), high).to(torch.uint8)
 
 
+def prepare_targets(
+    surrogate: Surrogate,
+    keys: torch.Tensor,
+    key_labels: torch.Tensor,
+    *,
+    param_prefixes: Sequence[str] | None = None,
+) -> list[MatchTarget]:
+    """One MatchTarget per key on `surrogate`: eval mode, matched parameters, key gradient.
+
+    keys: uint8 [K, C, r, r], upsampled nearest-exact to the surrogate's input size, as
+    prediction resizes keys (torchvision's NEAREST_EXACT).
+    """
+    model = surrogate.model.eval()  # eval: normalisation statistics frozen, dropout off
+    device = next(model.parameters()).device
+    params = select_parameters(model, param_prefixes)
+    forward = model
+    if surrogate.normalization is not None:
+        forward = _Normalized(model, **surrogate.normalization).to(device)
+    key_images = keys.to(device, torch.float32) / 255.0  # [K, C, r, r]
+    key_images = functional.interpolate(key_images, size=surrogate.input_size, mode="nearest-exact")
+    grads = compute_key_grads(forward, params, key_images, key_labels.to(device))
+    return [MatchTarget(model=forward, params=params, key_grad=g) for g in grads]
+
+
+def measure_cosine(
+    *,
+    surrogates: Sequence[Surrogate],
+    images: torch.Tensor,
+    image_labels: torch.Tensor,
+    keys: torch.Tensor,
+    key_labels: torch.Tensor,
+    chunk_size: int = 256,
+    param_prefixes: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Per key, cos(Σ_j ∇θ L(f(x_j), y_j), g_i) of given signing images, without augmentation,
+    averaged over the surrogates: float32 [K]. Measures how much alignment survives a change
+    of the signed images (e.g. JPEG re-encoding). Shapes as in `craft_taggants`."""
+    _validate_inputs(surrogates, images, image_labels, keys, key_labels)
+    with sdpa_kernel([SDPBackend.MATH]):
+        cosine = torch.zeros(images.shape[0], dtype=torch.float64)
+        for surrogate in surrogates:
+            targets = prepare_targets(surrogate, keys, key_labels, param_prefixes=param_prefixes)
+            device = next(surrogate.model.parameters()).device
+            signed = images.to(device, torch.float32) / 255.0
+            for k, target in enumerate(targets):
+                value = matching_cosine(
+                    target, signed[k], image_labels[k].to(device), chunk_size=chunk_size
+                )
+                cosine[k] += float(value) / len(surrogates)
+    return cosine.float()
+
+
 def lr_at(step: int, steps: int, base_lr: float) -> float:
     """Step size before step `step` (0-based): ×0.1 at each milestone fraction passed."""
     drops = sum(step >= round(steps * fraction) for fraction in LR_MILESTONES)
@@ -204,27 +256,14 @@ class _Crafter:
         )
         scale = 1.0 / len(self.surrogates) if settings.ensemble == "mean" else 1.0
         self.weight = scale  # per surrogate
-        self.targets = [self._prepare(s, keys, key_labels) for s in self.surrogates]
+        self.targets = [
+            prepare_targets(s, keys, key_labels, param_prefixes=settings.param_prefixes)
+            for s in self.surrogates
+        ]
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.job = self._fingerprint(images, image_labels, keys, key_labels)
 
     # ---- preparation -------------------------------------------------------------------
-
-    def _prepare(
-        self, surrogate: Surrogate, keys: torch.Tensor, key_labels: torch.Tensor
-    ) -> list[MatchTarget]:
-        model = surrogate.model.eval()  # eval: normalisation statistics frozen, dropout off
-        params = select_parameters(model, self.settings.param_prefixes)
-        forward = model
-        if surrogate.normalization is not None:
-            forward = _Normalized(model, **surrogate.normalization).to(self.device)
-        key_images = keys.to(self.device, torch.float32) / 255.0  # [K, C, r, r]
-        # Nearest-exact, as prediction resizes keys (torchvision's NEAREST_EXACT).
-        key_images = functional.interpolate(
-            key_images, size=surrogate.input_size, mode="nearest-exact"
-        )
-        grads = compute_key_grads(forward, params, key_images, key_labels.to(self.device))
-        return [MatchTarget(model=forward, params=params, key_grad=g) for g in grads]
 
     def _fingerprint(self, images, image_labels, keys, key_labels) -> str:
         tensors = {"images": images, "image_labels": image_labels}

@@ -43,14 +43,18 @@ def job(tmp_path_factory):
     }
 
 
-def _call(job, events=None, **args):
-    ctx = Context(
+def _context(events=None):
+    return Context(
         request_id=1,
         command="craft",
         handles=HandleRegistry(),
         device=torch.device("cpu"),
         emit_progress=(events if events is not None else []).append,
     )
+
+
+def _call(job, events=None, **args):
+    ctx = _context(events)
     wire = {k: v for k, v in job.items() if k != "images"}
     return invoke("craft", ctx, {**wire, "eps_255": 8, "steps": 3, **args})
 
@@ -84,3 +88,12 @@ def test_craft_refuses_an_image_assigned_to_two_keys(job):
 def test_craft_rejects_unknown_arguments(job):
     with pytest.raises(TypeError, match="unknown argument.*epsilon"):
         _call(job, epsilon=8)
+
+
+def test_craft_cosine_measures_the_reply_as_craft_reported_it(job):
+    reply = _call(job, steps=2)
+    args = {k: job[k] for k in ("surrogates", "keys", "key_labels")}
+    measured = invoke("craft.cosine", _context(), {**args, "images": reply["signed"]})
+    torch.testing.assert_close(measured["cosine"], reply["cosine_quantised"])
+    with pytest.raises(ValueError, match="K = 2 keys"):
+        invoke("craft.cosine", _context(), {**args, "images": reply["signed"][:5]})

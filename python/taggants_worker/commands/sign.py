@@ -1,8 +1,11 @@
-"""Wire command `craft`: taggants for a signing set (METHOD.md, Signing, steps 3–5).
+"""Wire commands `craft` and `craft.cosine`: taggants for a signing set (METHOD.md, Signing,
+steps 3–5), and how well given signed images still match their keys.
 
-The orchestrator chooses the keys and the signing set; this command loads the surrogate
+The orchestrator chooses the keys and the signing set; `craft` loads the surrogate
 checkpoint(s) and the signing images, runs `craft.craft_taggants`, and replies with the signed
-uint8 images. The contract is the `craft` row of docs/ARCHITECTURE.md ("Worker commands").
+uint8 images. `craft.cosine` measures the per-key gradient cosine of signed images as they will
+be published (e.g. after JPEG re-encoding). The contract is the `craft` row of
+docs/ARCHITECTURE.md ("Worker commands").
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 
 from taggants_worker.augment import augment_spec_from_recipe
 from taggants_worker.checkpoint import load_checkpoint
-from taggants_worker.craft import CraftSettings, Surrogate, craft_taggants
+from taggants_worker.craft import CraftSettings, Surrogate, craft_taggants, measure_cosine
 from taggants_worker.data import DatasetSpec, open_dataset
 from taggants_worker.recipes import recipe_from_json
 from taggants_worker.registry import Context, command
@@ -87,6 +90,43 @@ def craft(
         "objective": result.objective,
         "objective_per_key": result.objective_per_key,
     }
+
+
+@command("craft.cosine")
+def craft_cosine(
+    ctx: Context,
+    *,
+    surrogates: list[str],
+    images: torch.Tensor,
+    keys: torch.Tensor,
+    key_labels: torch.Tensor,
+    chunk_size: int = 256,
+    param_prefixes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Per-key cosine float32 [K] between the summed gradient of signed images and the key's
+    gradient, without augmentation, averaged over the surrogates.
+
+    images: uint8 [K·n, C, H, W], row-major by key as `craft` replies (each carries the label
+    of its key); keys: uint8 [K, C, r, r]; key_labels: int64 [K].
+    """
+    k_count = int(key_labels.shape[0])
+    if images.dim() != 4 or k_count == 0 or images.shape[0] % k_count:
+        raise ValueError(
+            f"images must be uint8 [K·n, C, H, W] with K = {k_count} keys, got {list(images.shape)}"
+        )
+    loaded = _load_surrogates(surrogates, device=ctx.device)
+    per_key = images.reshape(k_count, images.shape[0] // k_count, *images.shape[1:])
+    labels = key_labels.to(torch.int64)[:, None].expand(per_key.shape[:2])
+    cosine = measure_cosine(
+        surrogates=[surrogate for surrogate, _ in loaded],
+        images=per_key,
+        image_labels=labels,
+        keys=keys,
+        key_labels=key_labels.to(torch.int64),
+        chunk_size=int(chunk_size),
+        param_prefixes=tuple(param_prefixes) if param_prefixes is not None else None,
+    )
+    return {"cosine": cosine}
 
 
 def _load_surrogates(paths: list[str], *, device: torch.device) -> list[tuple[Surrogate, dict]]:
