@@ -374,10 +374,10 @@ class _Crafter:
             taggants, optimizer = self._start_restart(state, restart)
             first = state.step if restart == state.restart else 0
             for step in range(first, s.steps):
-                self._step(taggants, optimizer, step)
+                objective, cosine = self._step(taggants, optimizer, step)
                 if s.checkpoint_every and (step + 1) % s.checkpoint_every == 0:
                     self._save(restart, step + 1, taggants, optimizer, state)
-                self._report(restart, step, taggants)
+                self._report(restart, step, taggants, objective, cosine)
             self._finish_restart(restart, taggants, state)
             if s.checkpoint_every:
                 self._save(restart + 1, 0, None, None, state)
@@ -402,7 +402,8 @@ class _Crafter:
             optimizer.load_state_dict(state.optimizer)
         return taggants, optimizer
 
-    def _step(self, taggants: torch.Tensor, optimizer: torch.optim.Adam, step: int) -> None:
+    def _step(self, taggants: torch.Tensor, optimizer: torch.optim.Adam, step: int):
+        """One signed-Adam step in place; returns the step's (objective [K], cosine [K])."""
         objective, cosine, grad = self.objective_and_grad(taggants.detach())
         for group in optimizer.param_groups:
             group["lr"] = lr_at(
@@ -411,9 +412,9 @@ class _Crafter:
         taggants.grad = grad.sign()  # signed Adam
         optimizer.step()
         self.project(taggants.data)
-        self.last_objective, self.last_cosine = objective, cosine
+        return objective, cosine
 
-    def _report(self, restart: int, step: int, taggants: torch.Tensor) -> None:
+    def _report(self, restart, step, taggants, objective, cosine) -> None:
         if self.on_progress is None:
             return
         with torch.no_grad():
@@ -425,9 +426,9 @@ class _Crafter:
                 "restarts": self.settings.restarts,
                 "step": step + 1,
                 "steps": self.settings.steps,
-                "objective": float(self.last_objective.sum()),
-                "objective_per_key": [float(v) for v in self.last_objective],
-                "cosine_mean": float(self.last_cosine.mean()),
+                "objective": float(objective.sum()),
+                "objective_per_key": [float(v) for v in objective],
+                "cosine_mean": float(cosine.mean()),
                 "eps_used": eps_used,  # mean |δ| / ε
                 "psnr": 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf,  # dB
             }
