@@ -1,0 +1,40 @@
+import test from "ava";
+import { execa } from "execa";
+import { rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { copyFixture } from "./helpers.ts";
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const taggants = (...args: string[]) =>
+  execa("node", ["--import", "tsx", MAIN, ...args], { reject: false });
+
+test("`manifest` writes beside the dataset and `manifest verify` exits 1 once a file is missing", async (t) => {
+  const root = await copyFixture(t, "imagefolder");
+  const built = await taggants("--json", "manifest", root);
+  t.is(built.exitCode, 0, built.stderr);
+  const summary = JSON.parse(built.stdout) as { summary: string; root_hash: string };
+  t.is(summary.summary, `${root}.manifest.json`);
+  t.true((await stat(`${root}.manifest.entries.jsonl`)).isFile());
+
+  const clean = await taggants("manifest", "verify", root, "--manifest", summary.summary);
+  t.is(clean.exitCode, 0, clean.stderr);
+  t.regex(clean.stdout, /matches the manifest/);
+
+  await rm(join(root, "train", "Shirt", "00018.png"));
+  const changed = await taggants(
+    "--json",
+    "manifest",
+    "verify",
+    root,
+    "--manifest",
+    summary.summary,
+  );
+  t.is(changed.exitCode, 1, changed.stderr);
+  t.deepEqual(JSON.parse(changed.stdout), {
+    ok: false,
+    changed: [],
+    missing: ["train/Shirt/00018.png"],
+    added: [],
+  });
+});
