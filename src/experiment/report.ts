@@ -155,7 +155,7 @@ export function renderReportMarkdown(report: ExperimentReport): string {
         "commitment",
         "mean cosine",
         "mean PSNR (dB)",
-        "max |Δ| (1/255)",
+        "L∞ of the taggants (1/255)",
         "JPEG retention",
       ],
       report.signing.map((item) => [

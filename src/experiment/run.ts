@@ -84,6 +84,7 @@ export async function runExperiment(options: RunExperimentOptions): Promise<Expe
   const data = await clock.timed("data", () =>
     prepareData({ profile, data: options.data, cache: options.cache }),
   );
+  await mkdir(join(out, "manifests"), { recursive: true });
   const manifest = await clock.timed("manifest", () =>
     buildManifest({
       root: data.root,
