@@ -13,7 +13,7 @@ test("container, size and channels agree with sharp for every sample format", as
     const bytes = await readFile(join(FORMATS, name));
     const header = parseImageHeader(bytes);
     const metadata = await sharp(bytes).metadata();
-    t.is<string>(header.container, metadata.format, name);
+    t.is(header.container as string, metadata.format as string, name);
     t.is(header.width, metadata.width, name);
     t.is(header.height, metadata.height, name);
     t.is(modeChannels[header.mode], metadata.channels, name);
