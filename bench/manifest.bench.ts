@@ -67,9 +67,13 @@ async function generateTree(root: string): Promise<number> {
 
 async function timeSha256sum(root: string): Promise<number> {
   const started = performance.now();
-  await execFileAsync("sh", ["-c", 'find "$0" -type f -print0 | xargs -0 sha256sum > /dev/null', root], {
-    maxBuffer: 1 << 20,
-  });
+  await execFileAsync(
+    "sh",
+    ["-c", 'find "$0" -type f -print0 | xargs -0 sha256sum > /dev/null', root],
+    {
+      maxBuffer: 1 << 20,
+    },
+  );
   return (performance.now() - started) / 1000;
 }
 
