@@ -1,10 +1,11 @@
 /**
  * `npm run bench [-- name...]`: runs every `bench/*.bench.ts` (or those whose names are given),
  * one after another so they do not compete for the CPU, prints a table of their figures and
- * writes them all to `bench-results/bench.json` (atomically). Each bench module exports
+ * writes them to `bench-results/bench.json` (atomically; benches not run this time keep their
+ * last figures there). Each bench module exports
  * `run(): Promise<Record<string, unknown>>`; a failing bench is reported and the others still run.
  */
-import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -14,6 +15,8 @@ interface BenchModule {
 }
 
 interface BenchOutcome {
+  /** When this bench ran (benches run at other times keep their own date). */
+  at: string;
   seconds: number;
   figures?: Record<string, unknown>;
   error?: string;
@@ -37,14 +40,15 @@ async function findBenches(only: string[]): Promise<string[]> {
 
 async function runBench(name: string): Promise<BenchOutcome> {
   const started = performance.now();
+  const at = new Date().toISOString();
   try {
     const url = pathToFileURL(path.join(benchDir, `${name}.bench.ts`)).href;
     const module = (await import(url)) as BenchModule;
     const figures = await module.run();
-    return { seconds: elapsedSeconds(started), figures };
+    return { at, seconds: elapsedSeconds(started), figures };
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    return { seconds: elapsedSeconds(started), error: message };
+    return { at, seconds: elapsedSeconds(started), error: message };
   }
 }
 
@@ -70,9 +74,27 @@ function formatTable(outcomes: Record<string, BenchOutcome>): string {
     .join("\n");
 }
 
-async function saveResults(results: unknown): Promise<string> {
+async function previousOutcomes(file: string): Promise<Record<string, BenchOutcome>> {
+  try {
+    const saved = JSON.parse(await readFile(file, "utf8")) as {
+      benches?: Record<string, BenchOutcome>;
+    };
+    return saved.benches ?? {};
+  } catch {
+    return {}; // no earlier results (or unreadable ones): start afresh
+  }
+}
+
+async function saveResults(outcomes: Record<string, BenchOutcome>): Promise<string> {
   await mkdir(resultsDir, { recursive: true });
   const file = path.join(resultsDir, "bench.json");
+  const results = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    benches: { ...(await previousOutcomes(file)), ...outcomes },
+  };
   const temporary = `${file}.${process.pid}.tmp`;
   await writeFile(temporary, JSON.stringify(results, null, 2) + "\n");
   await rename(temporary, file);
@@ -87,13 +109,7 @@ async function main(): Promise<number> {
     outcomes[name] = await runBench(name);
     if (outcomes[name].error) console.error(`bench ${name} failed:\n${outcomes[name].error}`);
   }
-  const file = await saveResults({
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    benches: outcomes,
-  });
+  const file = await saveResults(outcomes);
   console.log(formatTable(outcomes));
   console.log(`\nwritten to ${path.relative(process.cwd(), file)}`);
   return Object.values(outcomes).some((outcome) => outcome.error !== undefined) ? 3 : 0;

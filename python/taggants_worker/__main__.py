@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         max_message_bytes=args.max_message_bytes,
         heartbeat_interval_s=args.heartbeat_interval_s,
     )
-    serve(settings, device=device)
-    log.info("shut down")
-    return 0
+    code = serve(settings, device=device)
+    log.info("shut down (exit code %d)", code)
+    return code
 
 
 def run() -> int:

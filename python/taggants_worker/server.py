@@ -148,10 +148,16 @@ class Server:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._running: _Pending | None = None
         self._stopping = False
+        # Set when a command calls sys.exit(code): the worker then ends with that code.
+        self._exit_code: int | None = None
         self._executor = threading.Thread(target=self._run_commands, name="commands", daemon=True)
 
-    def run(self) -> None:
-        """Say hello, then serve until a shutdown message arrives."""
+    def run(self) -> int:
+        """Say hello, then serve until a shutdown message arrives; returns the exit code.
+
+        A command that calls ``sys.exit(code)`` ends the worker too (after the messages it queued
+        are sent); its request gets no reply, as with any other exit.
+        """
         self._send(protocol.encode(hello_message(self._device)))
         self._executor.start()
         poller = zmq.Poller()
@@ -169,8 +175,10 @@ class Server:
             if time.monotonic() >= next_heartbeat:
                 self._send(protocol.encode(protocol.heartbeat(time.time())))
                 next_heartbeat = time.monotonic() + interval
+        self._send_outbox()  # whatever the command thread queued before the loop ended
         self._stop_commands()
         self._outbox.close()
+        return self._exit_code or 0
 
     def _send(self, frames: Sequence[Any]) -> None:
         # copy=False: large tensor frames leave from their own memory (pyzmq copies small ones).
@@ -179,7 +187,8 @@ class Server:
     def _send_outbox(self) -> None:
         items = self._outbox.take_all()
         for frames in items:
-            self._send(frames)
+            if frames:
+                self._send(frames)
         self._outbox.mark_sent(len(items))
 
     def _receive_all(self) -> None:
@@ -266,6 +275,9 @@ class Server:
                 self._running = pending
             try:
                 self._outbox.put(self._execute(pending))
+            except SystemExit as exc:
+                self._exit(pending, exc)
+                return
             finally:
                 with self._condition:
                     self._running = None
@@ -290,7 +302,9 @@ class Server:
             frames = protocol.encode(
                 protocol.reply(pending.request_id, result), max_bytes=max_bytes
             )
-        except BaseException as exc:  # every failure, even SystemExit, must answer the request
+        except SystemExit:
+            raise
+        except BaseException as exc:  # every other failure must answer the request
             # INFO: the error goes back to the orchestrator, which decides how loud it is.
             log.info("request %d (%s) failed: %r", pending.request_id, pending.command, exc)
             return protocol.encode(protocol.error(pending.request_id, error_info(exc)))
@@ -299,6 +313,19 @@ class Server:
             "request %d (%s) done in %.1f ms", pending.request_id, pending.command, elapsed_ms
         )
         return frames
+
+    def _exit(self, pending: _Pending, exc: SystemExit) -> None:
+        code = exc.code if isinstance(exc.code, int) else 1
+        log.info(
+            "request %d (%s) ended the worker with code %d",
+            pending.request_id,
+            pending.command,
+            code,
+        )
+        with self._condition:
+            self._exit_code = code
+            self._stopping = True
+        self._outbox.put([])  # wakes the main loop, which sends what is queued and returns
 
     def _stop_commands(self) -> None:
         with self._condition:
@@ -315,14 +342,18 @@ class Server:
             )
 
 
-def serve(settings: ServerSettings, *, device: torch.device) -> None:
-    """Connect to the orchestrator's endpoint and serve until shutdown."""
+# How long closing the socket may wait for queued messages (a last progress event) to go out.
+CLOSE_LINGER_MS = 1_000
+
+
+def serve(settings: ServerSettings, *, device: torch.device) -> int:
+    """Connect to the orchestrator's endpoint and serve until shutdown; returns the exit code."""
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.connect(settings.endpoint)
     try:
-        Server(settings, socket=socket, device=device).run()
+        return Server(settings, socket=socket, device=device).run()
     finally:
-        socket.close(linger=0)
+        socket.close(linger=CLOSE_LINGER_MS)
         context.term()

@@ -1,5 +1,6 @@
 """The worker's main loop, driven over an in-process socket as the orchestrator would."""
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -35,8 +36,9 @@ class Orchestrator:
         self.send({"type": "request", "id": request_id, "command": command, "args": args})
 
 
-@pytest.fixture
-def orchestrator() -> Iterator[Orchestrator]:
+@contextlib.contextmanager
+def running_server() -> Iterator[tuple[Orchestrator, threading.Thread, list[int]]]:
+    """A server on its own thread; yields our end of the wire, the thread and its exit code."""
     context = zmq.Context()
     endpoint = f"inproc://worker-{id(context)}"
     ours = context.socket(zmq.DEALER)
@@ -45,17 +47,40 @@ def orchestrator() -> Iterator[Orchestrator]:
     theirs.connect(endpoint)
     settings = ServerSettings(endpoint=endpoint, heartbeat_interval_s=0.05, max_message_bytes=4096)
     server = Server(settings, socket=theirs, device=torch.device("cpu"))
-    thread = threading.Thread(target=server.run)
+    exit_codes: list[int] = []
+    thread = threading.Thread(target=lambda: exit_codes.append(server.run()))
     thread.start()
     orchestrator = Orchestrator(ours)
     assert orchestrator.receive()["type"] == "hello"
-    yield orchestrator
-    orchestrator.send({"type": "shutdown"})
-    thread.join(timeout=10)
+    try:
+        yield orchestrator, thread, exit_codes
+    finally:
+        if thread.is_alive():
+            orchestrator.send({"type": "shutdown"})
+        thread.join(timeout=10)
+        ours.close(linger=0)
+        theirs.close(linger=0)
+        context.term()
     assert not thread.is_alive(), "the server did not stop after a shutdown message"
-    ours.close(linger=0)
-    theirs.close(linger=0)
-    context.term()
+
+
+@pytest.fixture
+def orchestrator() -> Iterator[Orchestrator]:
+    with running_server() as (orchestrator, _, exit_codes):
+        yield orchestrator
+    assert exit_codes == [0]
+
+
+def test_a_command_calling_sys_exit_ends_the_server_with_its_code() -> None:
+    with running_server() as (orchestrator, thread, exit_codes):
+        orchestrator.request(1, "debug.exit", code=3)
+        assert orchestrator.receive() == {
+            "type": "progress",
+            "id": 1,
+            "event": {"stage": "exiting", "code": 3},
+        }
+        thread.join(timeout=10)
+    assert exit_codes == [3]
 
 
 def test_hello_carries_the_protocol_version_and_device() -> None:

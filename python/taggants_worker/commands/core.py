@@ -90,14 +90,14 @@ def debug_sleep(ctx: Context, *, seconds: float, progress: bool = False) -> dict
 
 @command("debug.exit")
 def debug_exit(ctx: Context, *, code: int = 1, message: str = "") -> dict[str, Any]:
-    """End the worker at once with exit ``code``, as a crash would, after logging ``message``."""
+    """End the worker with exit ``code`` mid-request, as a crash would, after logging ``message``.
+
+    ``sys.exit`` in a command ends the worker once its queued messages are sent (see server.py).
+    """
     ctx.progress(stage="exiting", code=code)
-    ctx.flush()
     if message:
         log.error(message)
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(code)
 
 
 @command("debug.freeze")
