@@ -15,6 +15,8 @@ import * as manifestCommand from "./commands/manifest.ts";
 import * as statsCommand from "./commands/stats.ts";
 import * as signCommand from "./commands/sign.ts";
 import * as experimentCommand from "./commands/experiment.ts";
+import * as trainCommand from "./commands/train.ts";
+import * as evalCommand from "./commands/eval.ts";
 
 const commandModules: Array<{ register: RegisterCommand }> = [
   detectCommand,
@@ -24,6 +26,8 @@ const commandModules: Array<{ register: RegisterCommand }> = [
   statsCommand,
   signCommand,
   experimentCommand,
+  trainCommand,
+  evalCommand,
 ];
 
 function packageVersion(): string {

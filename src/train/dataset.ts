@@ -1,0 +1,107 @@
+/**
+ * Naming a dataset for the worker: a dataset folder or its manifest becomes the wire form
+ * `{manifest, root, split}` (docs/ARCHITECTURE.md, "Worker commands"). A folder without a
+ * manifest gets one first, written beside it as `<folder>.manifest.json`, so the worker and the
+ * orchestrator agree on what sample i is.
+ */
+import { stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import type { Terminal } from "../cli/terminal.ts";
+import { UsageError } from "../errors.ts";
+import {
+  buildManifest,
+  loadManifest,
+  type ManifestSummary,
+  type Split,
+} from "../manifest/index.ts";
+
+/** A dataset split as the worker names it. */
+export interface WireDataset {
+  manifest: string;
+  root: string;
+  split: Split;
+  /** A folder of replaced files laid over the dataset (see python/taggants_worker/data.py). */
+  overlay?: string;
+}
+
+export interface ResolvedDataset {
+  manifest: ManifestSummary;
+  root: string;
+  /** True when this call wrote the manifest. */
+  built: boolean;
+}
+
+const MANIFEST_SUFFIX = ".manifest.json";
+
+/**
+ * `data` is a dataset folder or a manifest summary (`<root>.manifest.json`; give `root` when the
+ * manifest does not sit beside its dataset under that name).
+ */
+export async function resolveDataset(options: {
+  data: string;
+  root?: string;
+  terminal?: Terminal;
+  signal?: AbortSignal;
+}): Promise<ResolvedDataset> {
+  const data = resolve(options.data);
+  const kind = await pathKind(data);
+  if (kind === "missing") {
+    throw new UsageError(
+      "dataset-missing",
+      `Expected a dataset folder or a manifest .json file; ${data} does not exist.`,
+    );
+  }
+  if (kind === "file") {
+    const root = options.root ? resolve(options.root) : rootBesideManifest(data);
+    return { manifest: await loadManifest(data), root, built: false };
+  }
+  const summaryPath = `${data}${MANIFEST_SUFFIX}`;
+  if ((await pathKind(summaryPath)) === "file") {
+    return { manifest: await loadManifest(summaryPath), root: data, built: false };
+  }
+  options.terminal?.info(`indexing ${data} (no manifest yet): writing ${summaryPath}`);
+  const manifest = await buildManifest({
+    root: data,
+    out: `${data}.manifest`,
+    terminal: options.terminal,
+    signal: options.signal,
+  });
+  return { manifest, root: data, built: true };
+}
+
+/** The wire form of one split; fails clearly when the dataset has no such split. */
+export function wireDataset(dataset: ResolvedDataset, split: Split, overlay?: string): WireDataset {
+  if (!dataset.manifest.splits[split]) {
+    const have = Object.keys(dataset.manifest.splits).join(", ");
+    throw new UsageError(
+      "dataset-split-missing",
+      `Expected a "${split}" split in ${dataset.root}; it has: ${have}. ImageFolder datasets get a test split from a test/ or val/ folder.`,
+    );
+  }
+  return {
+    manifest: dataset.manifest.summaryPath,
+    root: dataset.root,
+    split,
+    ...(overlay ? { overlay: resolve(overlay) } : {}),
+  };
+}
+
+function rootBesideManifest(summaryPath: string): string {
+  const name = basename(summaryPath);
+  if (!name.endsWith(MANIFEST_SUFFIX)) {
+    throw new UsageError(
+      "dataset-root-unknown",
+      `Cannot tell the dataset folder of ${summaryPath}: expected a name <folder>${MANIFEST_SUFFIX} beside the folder. Pass the folder instead, or --root <folder>.`,
+    );
+  }
+  return join(dirname(summaryPath), name.slice(0, -MANIFEST_SUFFIX.length));
+}
+
+async function pathKind(path: string): Promise<"file" | "folder" | "missing"> {
+  try {
+    return (await stat(path)).isDirectory() ? "folder" : "file";
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
+    throw error;
+  }
+}
