@@ -24,7 +24,8 @@ export type RequestFormat =
   | (InputGeometry & {
       encoding: "v2-json";
       input: string;
-      datatype: "UINT8" | "FP32";
+      /** As the model's metadata declares it; floats travel as JSON numbers. */
+      datatype: "UINT8" | "FP16" | "FP32" | "FP64";
       layout: "NCHW" | "NHWC";
       batched: boolean;
       /** Tensor value = pixel (0–255) × scale; FP32 defaults to 1/255, i.e. values in [0, 1]. */

@@ -104,7 +104,9 @@ function chooseInput(args: {
   const { spec, metadata, options } = args;
   const input = pickByName(metadata.inputs, spec.input, "input");
   const datatype =
-    input.datatype === "UINT8" ? "UINT8" : FLOAT_TYPES.has(input.datatype) ? "FP32" : undefined;
+    input.datatype === "UINT8" || FLOAT_TYPES.has(input.datatype)
+      ? (input.datatype as "UINT8" | "FP16" | "FP32" | "FP64")
+      : undefined;
   if (!datatype) {
     throw unsupported(
       `input "${input.name}" has datatype ${input.datatype}; expected UINT8 or FP16/FP32/FP64`,
