@@ -64,6 +64,8 @@ export interface RunExperimentOptions {
   startWorker: () => Promise<Worker>;
   /** Hard-link unchanged files into the signed datasets. */
   link?: boolean;
+  /** GPUs to train on (torchrun, one process per GPU); crafting uses one. */
+  gpus?: number;
 }
 
 interface Stopwatch {
@@ -95,7 +97,7 @@ export async function runExperiment(options: RunExperimentOptions): Promise<Expe
   );
   const worker = await options.startWorker();
   try {
-    const context = { worker, terminal, signal: options.signal };
+    const context = { worker, terminal, signal: options.signal, gpus: options.gpus };
     const sets = datasetsOf(manifest, data.root);
     const surrogates = await clock.timed("surrogate", () =>
       trainSurrogates({ ...context, profile, manifest, sets, cache: options.cache }),
@@ -213,6 +215,7 @@ async function trainSurrogates(options: {
   manifest: ManifestSummary;
   sets: { train: WireDataset; test: WireDataset };
   cache: string;
+  gpus?: number;
 }): Promise<Array<{ checkpoint: string; valTop1: number; reused: boolean }>> {
   const { profile } = options;
   const { seeds, ...spec } = profile.surrogate;
@@ -312,6 +315,7 @@ async function evaluateScenario(options: {
   out: string;
   privateDir: string;
   cache: string;
+  gpus?: number;
 }): Promise<ScenarioResult> {
   const { suspect, signings, clock } = options;
   const { scenario, data: trainedOn, seed, ...spec } = suspect;

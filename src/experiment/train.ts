@@ -35,6 +35,8 @@ export async function trainAndEvaluate(options: {
   data: WireDataset;
   test: WireDataset;
   out: string;
+  /** Training processes (GPUs) on this machine; above 1 the worker trains through torchrun. */
+  gpus?: number;
 }): Promise<TrainedModel> {
   const { worker, terminal, spec } = options;
   const reused = await isCompleteCheckpoint(options.out);
@@ -69,6 +71,7 @@ async function train(options: Parameters<typeof trainAndEvaluate>[0]): Promise<v
         seed: options.seed,
         data_seed: options.seed + 1000,
         ...(spec.overrides ? { overrides: spec.overrides } : {}),
+        ...(options.gpus && options.gpus > 1 ? { nproc_per_node: options.gpus } : {}),
       },
       {
         signal: options.signal,

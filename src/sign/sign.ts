@@ -15,7 +15,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
-import type { Terminal } from "../cli/terminal.ts";
+import type { Progress, Terminal } from "../cli/terminal.ts";
 import { UsageError } from "../errors.ts";
 import { saveCommitment } from "../keys/commitment.ts";
 import { defaultKeyResolution, deriveKeys, type Key } from "../keys/derive.ts";
@@ -389,7 +389,8 @@ async function writeDatasetOnce(options: {
       width,
     },
   }));
-  const progress = options.terminal.progress("writing the signed dataset", 1);
+  // The file count is known once the writer has listed the dataset: start the bar then.
+  let progress: Progress | undefined;
   let stats: SignedImageStats[];
   try {
     const result = await writeSignedDataset({
@@ -397,11 +398,14 @@ async function writeDatasetOnce(options: {
       signed,
       out: request.out,
       link: request.link,
-      onFile: (done, total) => progress.tick(done / total),
+      onFile: (done, total) => {
+        progress ??= options.terminal.progress("writing the signed dataset", total);
+        progress.tick(done);
+      },
     });
     stats = result.stats;
   } finally {
-    progress.stop();
+    progress?.stop();
   }
   await writeFile(marker, JSON.stringify(stats) + "\n", { mode: 0o600 });
   return stats;

@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { CheckFailedError } from "../../errors.ts";
+import { CheckFailedError, UsageError } from "../../errors.ts";
 import { planExperiment } from "../../experiment/dry-run.ts";
 import { renderPlan } from "../../experiment/plan.ts";
 import { PROFILE_NAMES, profileFor } from "../../experiment/profiles.ts";
@@ -40,6 +40,12 @@ export function register(program: Command): void {
       join("runs", "cache"),
     )
     .option("--link", "hard-link unchanged files into the signed datasets instead of copying them")
+    .option(
+      "--gpus <n>",
+      "GPUs to train on, one torchrun process each (crafting uses one)",
+      parseGpus,
+      1,
+    )
     .addOption(
       new Option("--device <device>", "where the worker computes")
         .choices(["auto", "cpu", "cuda"] as const)
@@ -68,10 +74,22 @@ export function register(program: Command): void {
         terminal,
         signal,
         link: options.link,
+        gpus: options.gpus,
         startWorker: () => startWorker({ terminal, signal, device: options.device }),
       });
       terminal.result(report, () => renderSummary(report));
     });
+}
+
+function parseGpus(value: string): number {
+  const gpus = Number(value);
+  if (!/^\d+$/.test(value) || gpus < 1) {
+    throw new UsageError(
+      "option-invalid",
+      `--gpus expects a whole number >= 1; received "${value}".`,
+    );
+  }
+  return gpus;
 }
 
 function renderSummary(report: ExperimentReport): string {
