@@ -18,6 +18,9 @@ export type HashResult =
       ok: false;
       reason: "unreadable" | "not-an-image" | "truncated" | "malformed";
       message: string;
+      /** Present when the file could be read. */
+      size?: number;
+      sha256?: string;
     };
 
 interface Pending {

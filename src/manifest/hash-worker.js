@@ -17,13 +17,12 @@ function hashImageFile(path) {
   } catch (error) {
     return { ok: false, reason: "unreadable", message: error.message };
   }
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
   try {
-    const header = parseImageHeader(bytes);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    return { ok: true, size: bytes.length, sha256, ...header };
+    return { ok: true, size: bytes.length, sha256, ...parseImageHeader(bytes) };
   } catch (error) {
     const reason = error instanceof ImageHeaderError ? error.reason : "malformed";
-    return { ok: false, reason, message: error.message };
+    return { ok: false, reason, message: error.message, size: bytes.length, sha256 };
   }
 }
 

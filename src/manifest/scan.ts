@@ -91,10 +91,23 @@ export interface DatasetScan {
   entries(options?: { signal?: AbortSignal; threads?: number }): AsyncGenerator<ManifestEntry[]>;
 }
 
+export interface ScanOptions {
+  /**
+   * Report broken files instead of failing (for verify): an image that is not a complete JPEG,
+   * PNG or WebP still gets the hash of its bytes, an unreadable file gets size −1 and an empty
+   * hash, and empty class folders are allowed.
+   */
+  lenient?: boolean;
+}
+
 /** Recognise the layout of `root`, fix its classes and count its images. */
-export async function openDatasetScan(root: string): Promise<DatasetScan> {
+export async function openDatasetScan(
+  root: string,
+  options: ScanOptions = {},
+): Promise<DatasetScan> {
   const layout = await detectLayout(root);
-  return layout.kind === "idx" ? openIdxScan(layout) : openImageFolderScan(layout);
+  const lenient = options.lenient ?? false;
+  return layout.kind === "idx" ? openIdxScan(layout) : openImageFolderScan(layout, lenient);
 }
 
 // ---- ImageFolder --------------------------------------------------------------------------
@@ -106,16 +119,19 @@ interface PendingFile {
   label: number;
 }
 
-async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetScan> {
+async function openImageFolderScan(
+  layout: ImageFolderLayout,
+  lenient: boolean,
+): Promise<DatasetScan> {
   let total = 0;
-  for await (const files of imageFolderFiles(layout)) total += files.length;
+  for await (const files of imageFolderFiles(layout, lenient)) total += files.length;
   const formats = new FormatTally();
   return {
     layout,
     classes: layout.classes,
     total,
     formats,
-    entries: (options = {}) => imageFolderEntries({ layout, formats, total, ...options }),
+    entries: (options = {}) => imageFolderEntries({ layout, formats, total, lenient, ...options }),
   };
 }
 
@@ -123,7 +139,10 @@ async function openImageFolderScan(layout: ImageFolderLayout): Promise<DatasetSc
  * The files of the tree in entries order, one class folder at a time: split, then path (class
  * folders sort as "name/", so class order by path may differ from class index order).
  */
-async function* imageFolderFiles(layout: ImageFolderLayout): AsyncGenerator<PendingFile[]> {
+async function* imageFolderFiles(
+  layout: ImageFolderLayout,
+  lenient: boolean,
+): AsyncGenerator<PendingFile[]> {
   const labelOf = new Map(layout.classes.map((name, index) => [name, index]));
   const inPathOrder = [...layout.classes].sort((a, b) => compareCodePoints(`${a}/`, `${b}/`));
   for (const { split, directory, prefix } of layout.splits) {
@@ -131,7 +150,7 @@ async function* imageFolderFiles(layout: ImageFolderLayout): AsyncGenerator<Pend
     for (const name of present) {
       const folder = join(directory, name);
       const relatives = await listClassFolder(folder);
-      if (relatives.length === 0) {
+      if (relatives.length === 0 && !lenient) {
         throw new UsageError(
           "dataset-empty-class",
           `The class folder ${folder} holds no images; expected at least one image per class folder. Add images or remove the folder.`,
@@ -157,6 +176,7 @@ async function* imageFolderEntries(args: {
   layout: ImageFolderLayout;
   formats: FormatTally;
   total: number;
+  lenient: boolean;
   signal?: AbortSignal;
   threads?: number;
 }): AsyncGenerator<ManifestEntry[]> {
@@ -168,7 +188,7 @@ async function* imageFolderEntries(args: {
   const pool = new HashPool(Math.max(1, threads));
   const inFlight: Array<{ files: PendingFile[]; results: Promise<HashResult[]> }> = [];
   try {
-    for await (const folderFiles of imageFolderFiles(args.layout)) {
+    for await (const folderFiles of imageFolderFiles(args.layout, args.lenient)) {
       for (let start = 0; start < folderFiles.length; start += BATCH_FILES) {
         const files = folderFiles.slice(start, start + BATCH_FILES);
         const results = pool.hash(files.map((file) => file.absolute));
@@ -186,13 +206,17 @@ async function* imageFolderEntries(args: {
 
 async function finishBatch(
   batch: { files: PendingFile[]; results: Promise<HashResult[]> },
-  args: { formats: FormatTally; signal?: AbortSignal },
+  args: { formats: FormatTally; lenient: boolean; signal?: AbortSignal },
 ): Promise<ManifestEntry[]> {
   const results = await batch.results;
   args.signal?.throwIfAborted();
   return batch.files.map((file, i) => {
     const result = results[i]!;
-    if (!result.ok) throw imageError(file.absolute, result);
+    if (!result.ok) {
+      if (!args.lenient) throw imageError(file.absolute, result);
+      const { split, path, label } = file;
+      return { split, path, label, size: result.size ?? -1, sha256: result.sha256 ?? "" };
+    }
     args.formats.add(result);
     return {
       split: file.split,

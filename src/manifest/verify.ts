@@ -1,7 +1,9 @@
 /**
  * `manifest verify`: scan the dataset again and compare it with a manifest entry by entry (both
  * are in the same sorted order, so this is a merge in constant memory). Reports files changed
- * (content, size or class), missing from the dataset, and added to it.
+ * (content, size or class), missing from the dataset, and added to it. A file that is no longer
+ * a complete image, or cannot be read, counts as changed; an emptied class folder as missing
+ * files.
  */
 import { resolve } from "node:path";
 import { UsageError } from "../errors.ts";
@@ -24,7 +26,7 @@ export async function verifyManifest(args: {
   signal?: AbortSignal;
 }): Promise<VerifyResult> {
   const summary = await loadManifest(args.manifest);
-  const scan = await openDatasetScan(resolve(args.root));
+  const scan = await openDatasetScan(resolve(args.root), { lenient: true });
   if (scan.layout.kind !== summary.layout) {
     throw new UsageError(
       "manifest-layout-mismatch",

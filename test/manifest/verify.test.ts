@@ -1,5 +1,5 @@
 import test from "ava";
-import { copyFile, rm } from "node:fs/promises";
+import { copyFile, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buildManifest, verifyManifest } from "../../src/manifest/index.ts";
 import { copyFixture } from "./helpers.ts";
@@ -43,6 +43,22 @@ test("verify finds an unchanged idx dataset unchanged", async (t) => {
   t.deepEqual(await verifyManifest({ root, manifest: summary.summaryPath }), {
     changed: [],
     missing: [],
+    added: [],
+  });
+});
+
+test("verify reports a truncated image as changed and an emptied class folder as missing files", async (t) => {
+  const root = await copyFixture(t, "imagefolder");
+  const summary = await buildManifest({ root, out: `${root}.manifest` });
+  const png = join(root, "train", "Sandal", "00013.png");
+  const bytes = await readFile(png);
+  await writeFile(png, bytes.subarray(0, bytes.length - 30));
+  const emptied = join(root, "test", "Dress");
+  const gone = (await readdir(emptied)).sort();
+  for (const name of gone) await rm(join(emptied, name));
+  t.deepEqual(await verifyManifest({ root, manifest: summary.summaryPath }), {
+    changed: ["train/Sandal/00013.png"],
+    missing: gone.map((name) => `test/Dress/${name}`),
     added: [],
   });
 });
