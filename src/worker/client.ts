@@ -137,10 +137,20 @@ export class Worker {
   static async start(options: StartWorkerOptions): Promise<Worker> {
     const settings: Settings = { ...DEFAULTS, ...definedOnly(options) };
     options.signal?.throwIfAborted();
+    const python = settings.python ?? resolvePython();
     const endpointPath = ipcPath();
     const socket = new Dealer({ linger: 0 });
-    await socket.bind(`ipc://${endpointPath}`);
-    const child = spawnWorker(settings, `ipc://${endpointPath}`);
+    let child: WorkerProcess;
+    try {
+      await socket.bind(`ipc://${endpointPath}`);
+      child = spawnWorker({ ...settings, python }, `ipc://${endpointPath}`);
+    } catch (error) {
+      socket.close();
+      rmSync(endpointPath, { force: true });
+      throw new WorkerError("worker_start_failed", `The worker could not start: ${String(error)}`, {
+        cause: error,
+      });
+    }
     const worker = new Worker(settings, socket, endpointPath, child);
     try {
       worker.hello = await worker.handshake();
@@ -598,8 +608,8 @@ export class Worker {
   }
 }
 
-function spawnWorker(settings: Settings, endpoint: string) {
-  const python = settings.python ?? resolvePython();
+function spawnWorker(settings: Settings & { python: string }, endpoint: string) {
+  const python = settings.python;
   const entry = settings.entry ?? ["-m", "taggants_worker"];
   const args = [
     ...entry,

@@ -79,7 +79,10 @@ export function elementCount(shape: readonly number[]): number {
 export class Tensor<D extends DType = DType> {
   readonly dtype: D;
   readonly shape: readonly number[];
-  /** The tensor's bytes, C-contiguous and little-endian. */
+  /**
+   * The tensor's bytes, C-contiguous and little-endian. Often a view into a larger buffer (a
+   * received ZeroMQ frame, Node's Buffer pool): use `values()`, or mind `byteOffset`.
+   */
   readonly data: Uint8Array;
 
   constructor(dtype: D, shape: readonly number[], data: Uint8Array) {
