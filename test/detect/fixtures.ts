@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { rmSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,6 +51,8 @@ export function detectionFixture(): Promise<DetectionFixture> {
 
 async function makeFixture(): Promise<DetectionFixture> {
   const dir = await mkdtemp(join(tmpdir(), "taggants-detect-"));
+  // Each ava test file runs in its own process: remove its fixture when that process ends.
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   const manifestFile = join(dir, "dataset.json");
   const manifest = await buildManifest({ root: IMAGEFOLDER, out: manifestFile, threads: 1 });
   const keyFile = join(dir, "key.secret");
