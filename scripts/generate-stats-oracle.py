@@ -28,7 +28,16 @@ mpmath.mp.dps = 40
 OUT = Path(__file__).resolve().parent.parent / "test" / "fixtures" / "stats-oracle.json"
 
 # (k, C): null hit rates k/C from 0.5 down to 1e-5.
-RATES = [(1, 2), (3, 10), (1, 10), (1, 100), (5, 1000), (1, 1000), (1, 10000), (1, 100000)]
+RATES = [
+    (1, 2),
+    (3, 10),
+    (1, 10),
+    (1, 100),
+    (5, 1000),
+    (1, 1000),
+    (1, 10**4),
+    (1, 10**5),
+]
 SMALL_K = [1, 2, 3, 5, 10, 20, 50, 100]  # every h from below the mean to K
 LARGE_K = [1000, 10000, 100000]  # h sampled: dense near the mean, geometric to K
 
@@ -48,8 +57,9 @@ def tail_log10s(keys: int, k: int, classes: int, hits: list[int]) -> list[float]
     for j in range(keys + 1):
         prefix[j + 1] = prefix[j] + terms[j]
     mean = keys * p
+    ln10 = mpmath.log(10)
     return [
-        float(mpmath.log10(suffix[h]) if h > mean else mpmath.log1p(-prefix[h]) / mpmath.log(10))
+        float(mpmath.log10(suffix[h]) if h > mean else mpmath.log1p(-prefix[h]) / ln10)
         for h in hits
     ]
 
@@ -103,7 +113,8 @@ def fisher_log10(runs: int, a: float, b: float) -> float:
 
 
 def fisher_cases() -> list[list]:
-    return [[runs, a, b, fisher_log10(runs, a, b)] for runs in RUNS for a, b in PATTERNS]
+    cases = [(runs, a, b) for runs in RUNS for a, b in PATTERNS]
+    return [[runs, a, b, fisher_log10(runs, a, b)] for runs, a, b in cases]
 
 
 def clopper_pearson_cases() -> list[list]:
@@ -111,11 +122,10 @@ def clopper_pearson_cases() -> list[list]:
     for trials in [1, 10, 100, 1000, 10000]:
         for hits in sorted({0, 1, trials // 3, trials // 2, trials - 1, trials}):
             for confidence in [0.95, 0.99]:
-                alpha = 1 - confidence
-                lower = 0.0 if hits == 0 else stats.beta.ppf(alpha / 2, hits, trials - hits + 1)
-                upper = (
-                    1.0 if hits == trials else stats.beta.isf(alpha / 2, hits + 1, trials - hits)
-                )
+                half = (1 - confidence) / 2
+                misses = trials - hits
+                lower = stats.beta.ppf(half, hits, misses + 1) if hits > 0 else 0.0
+                upper = stats.beta.isf(half, hits + 1, misses) if misses > 0 else 1.0
                 cases.append([hits, trials, confidence, float(lower), float(upper)])
     return cases
 
@@ -134,7 +144,8 @@ def main() -> None:
     }
     text = json.dumps(oracle, separators=(",", ":"))
     OUT.write_text(text.replace("],[", "],\n[") + "\n")
-    print(f"wrote {OUT} ({len(oracle['binomial'])} binomial, {len(oracle['fisher'])} fisher cases)")
+    counts = f"{len(oracle['binomial'])} binomial, {len(oracle['fisher'])} fisher cases"
+    print(f"wrote {OUT} ({counts})")
 
 
 if __name__ == "__main__":
