@@ -1,0 +1,150 @@
+import test from "ava";
+import { execa } from "execa";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseSettings } from "../../src/cli/commands/train.ts";
+import { resolveDataset, wireDataset } from "../../src/train/dataset.ts";
+import { tickTraining } from "../../src/train/train.ts";
+
+const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+
+async function copyFixture(t: { teardown(fn: () => Promise<void>): void }, name: string) {
+  const folder = await mkdtemp(join(tmpdir(), "taggants-train-"));
+  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  await cp(join(FIXTURES, name), join(folder, name), { recursive: true });
+  return { folder, dataset: join(folder, name) };
+}
+
+test("a dataset folder without a manifest gets one beside it, then reuses it", async (t) => {
+  const { dataset } = await copyFixture(t, "fashion-mnist-idx");
+  const first = await resolveDataset({ data: dataset });
+  t.true(first.built);
+  t.is(first.manifest.summaryPath, `${dataset}.manifest.json`);
+  const again = await resolveDataset({ data: dataset });
+  t.false(again.built);
+  t.is(again.manifest.root_hash, first.manifest.root_hash);
+  const byManifest = await resolveDataset({ data: `${dataset}.manifest.json` });
+  t.is(byManifest.root, dataset);
+  t.deepEqual(wireDataset(byManifest, "test"), {
+    manifest: `${dataset}.manifest.json`,
+    root: dataset,
+    split: "test",
+  });
+});
+
+test("a manifest whose name does not say its folder needs --root", async (t) => {
+  const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
+  const summary = (await resolveDataset({ data: dataset })).manifest;
+  const moved = join(folder, "elsewhere.json");
+  await cp(summary.summaryPath, moved);
+  const error = await t.throwsAsync(resolveDataset({ data: moved }));
+  t.is((error as { code?: string }).code, "dataset-root-unknown");
+  const withRoot = await resolveDataset({ data: moved, root: dataset });
+  t.is(withRoot.root, dataset);
+});
+
+test("a missing dataset is a usage error", async (t) => {
+  const error = await t.throwsAsync(resolveDataset({ data: "/no/such/dataset" }));
+  t.is((error as { code?: string }).code, "dataset-missing");
+});
+
+test("recipe settings parse numbers, booleans and lists as JSON and the rest as words", (t) => {
+  t.deepEqual(parseSettings(["lr=0.1", "amp=false", "rrc_scale=[0.3,1]", "optimizer=adamw"]), {
+    lr: 0.1,
+    amp: false,
+    rrc_scale: [0.3, 1],
+    optimizer: "adamw",
+  });
+  t.is(parseSettings([]), undefined);
+  t.throws(() => parseSettings(["lr"]), { message: /expected key=value/ });
+});
+
+test("progress events become fractional epochs on the bar", (t) => {
+  const ticks: Array<[number, Record<string, string | number> | undefined]> = [];
+  const bar = {
+    tick: (done: number, fields?: Record<string, string | number>) => ticks.push([done, fields]),
+  };
+  tickTraining(bar, {
+    epoch: 2,
+    epochs: 3,
+    step: 25,
+    steps: 100,
+    loss: 0.5,
+    lr: 0.01,
+    images_per_s: 900.4,
+  });
+  tickTraining(bar, { stage: "eval" });
+  t.is(ticks.length, 1);
+  t.is(ticks[0]![0], 1.25);
+  t.like(ticks[0]![1], { epoch: 2, loss: 0.5, "img/s": 900 });
+});
+
+async function cli(args: string[]) {
+  const result = await execa("node", ["--import", "tsx", MAIN, "--json", ...args], {
+    reject: false,
+    env: { ...process.env, CI: "1" },
+  });
+  return result;
+}
+
+test("taggants train trains the compact CNN on the Fashion-MNIST sample, a re-run returns the finished checkpoint, and eval reports its accuracy", async (t) => {
+  t.timeout(300_000);
+  const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
+  const out = join(folder, "cnn");
+  const args = ["train", "--data", dataset, "--model", "cnn", "--epochs", "2", "--out", out];
+  const settings = ["--set", "batch_size=16", "lr_base_batch=16", "--device", "cpu"];
+
+  const trained = await cli([...args, ...settings]);
+  t.is(trained.exitCode, 0, trained.stderr);
+  const result = JSON.parse(trained.stdout) as {
+    checkpoint: string;
+    resumed: boolean;
+    metrics: Record<string, number>;
+  };
+  t.is(result.checkpoint, out);
+  t.false(result.resumed);
+  t.true(result.metrics.top1! >= 0 && result.metrics.top1! <= 100);
+  const record = JSON.parse(await readFile(join(out, "checkpoint.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  t.like(record, {
+    complete: true,
+    epoch: 2,
+    recipe: { name: "simple" },
+    seeds: { seed: 0, data_seed: 0 },
+  });
+
+  const again = await cli([...args, ...settings]);
+  t.is(again.exitCode, 0, again.stderr);
+  t.like(JSON.parse(again.stdout), { resumed: true, metrics: result.metrics });
+
+  const evaluated = await cli(["eval", "--checkpoint", out, "--data", dataset, "--device", "cpu"]);
+  t.is(evaluated.exitCode, 0, evaluated.stderr);
+  const evaluation = JSON.parse(evaluated.stdout) as Record<string, number>;
+  t.is(evaluation.count, result.metrics.count);
+  t.is(evaluation.top1, result.metrics.top1);
+});
+
+test("taggants train refuses an unknown recipe setting with the valid ones", async (t) => {
+  t.timeout(120_000);
+  const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
+  const run = await cli([
+    "train",
+    "--data",
+    dataset,
+    "--epochs",
+    "1",
+    "--out",
+    join(folder, "x"),
+    "--set",
+    "lrr=1",
+    "--device",
+    "cpu",
+  ]);
+  t.not(run.exitCode, 0);
+  t.regex(run.stderr, /unknown recipe settings \['lrr'\]; valid settings/);
+});
