@@ -5,7 +5,11 @@
 import { Option, type Command } from "@commander-js/extra-typings";
 import { UsageError } from "../../errors.ts";
 import { signDataset, type SignOutcome } from "../../sign/sign.ts";
-import { DEFAULT_BUDGET_FRACTION, type SigningBudget } from "../../sign/signing-set.ts";
+import {
+  DEFAULT_BUDGET_FRACTION,
+  validateEps255,
+  type SigningBudget,
+} from "../../sign/signing-set.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
 
@@ -107,6 +111,7 @@ export function register(program: Command): void {
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const budget = resolveBudget(options);
+      validateEps255(options.eps); // before the worker's start-up, which takes seconds
       const worker = await startWorker({ terminal, signal, device: options.device });
       let outcome: SignOutcome;
       try {
