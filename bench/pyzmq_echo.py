@@ -59,7 +59,8 @@ def main() -> int:
         serve(args.serve)
         return 0
 
-    endpoint = f"ipc://{tempfile.gettempdir()}/taggants-echo-{os.getpid()}.ipc"
+    socket_path = os.path.join(tempfile.gettempdir(), f"taggants-echo-{os.getpid()}.ipc")
+    endpoint = f"ipc://{socket_path}"
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
@@ -80,6 +81,8 @@ def main() -> int:
             server.wait()
         socket.close(linger=0)
         context.term()
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
     print(json.dumps(results))
     return 0
 

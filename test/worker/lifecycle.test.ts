@@ -1,5 +1,8 @@
 // How the client reports a worker that crashes, hangs, lies or misbehaves, and how it stops one.
 // Real workers where the worker's own behaviour matters; the fake worker fixture otherwise.
+import { readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { PassThrough } from "node:stream";
 import test from "ava";
 import { execa } from "execa";
@@ -149,5 +152,10 @@ test("the worker exits when its parent process dies", async (t) => {
   t.true(isAlive(workerPid));
   parent.kill("SIGKILL");
   await parent;
+  // The killed parent could not remove its socket file; its name starts with the parent's pid.
+  for (const file of readdirSync(tmpdir())) {
+    if (file.startsWith(`taggants-${parent.pid}-`))
+      rmSync(path.join(tmpdir(), file), { force: true });
+  }
   t.true(await waitUntilGone(workerPid, 5_000), `worker ${workerPid} outlived its parent`);
 });
