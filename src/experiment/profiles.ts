@@ -19,8 +19,8 @@ export type Scenario = "init" | "aug" | "arch" | "clean";
 export interface TrainSpec {
   /** Worker model preset or timm name. */
   model: string;
-  /** Worker recipe: "simple" or "deit3". */
-  recipe: string;
+  /** Worker recipe: "simple" (random crop, flip) or "deit3" (3-Augment, Mixup, CutMix). */
+  recipe: "simple" | "deit3";
   epochs: number;
   /** Recipe overrides (worker `train` `overrides`). */
   overrides?: Record<string, unknown>;

@@ -1,21 +1,19 @@
 /**
- * Training and evaluating the experiment's models on the worker (issue 6, steps 3 and 5): the
- * surrogate on the original data and the suspects on the signed dataset read from disk (or the
- * original, for the clean control). The worker resumes a checkpoint folder that exists and
- * returns at once when it is complete, which is what the run cache relies on.
+ * Training and evaluating the experiment's models (issue 6, steps 3 and 5): the surrogate on the
+ * original data and the suspects on the signed dataset read from disk (or the original, for the
+ * clean control), through src/train. The worker resumes a checkpoint folder that exists and
+ * returns at once when it is complete, which is what the run cache relies on; a complete
+ * checkpoint is announced as reused.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Terminal } from "../cli/terminal.ts";
+import type { WireDataset } from "../train/dataset.ts";
+import { evaluateCheckpoint, trainModel } from "../train/train.ts";
 import type { Worker } from "../worker/client.ts";
 import type { TrainSpec } from "./profiles.ts";
 
-/** A dataset as the worker names it (docs/ARCHITECTURE.md, "Worker commands"). */
-export interface WireDataset {
-  manifest: string;
-  root: string;
-  split: "train" | "test";
-}
+export type { WireDataset };
 
 export interface TrainedModel {
   checkpoint: string;
@@ -40,55 +38,37 @@ export async function trainAndEvaluate(options: {
 }): Promise<TrainedModel> {
   const { worker, terminal, spec } = options;
   const reused = await isCompleteCheckpoint(options.out);
-  if (reused)
+  if (reused) {
     terminal.info(
       `${options.label}: reusing the checkpoint trained before with the same configuration (${options.out})`,
     );
-  else await train(options);
-  const evaluation = await worker.request<{ top1: number }>(
-    "eval",
-    { checkpoint: options.out, data: options.test },
-    { signal: options.signal },
-  );
-  terminal.info(
-    `${options.label}: ${spec.model} ${spec.recipe}, validation top-1 ${Number(evaluation.top1).toFixed(2)} %`,
-  );
-  return { checkpoint: options.out, reused, valTop1: Number(evaluation.top1) };
-}
-
-async function train(options: Parameters<typeof trainAndEvaluate>[0]): Promise<void> {
-  const { spec } = options;
-  const progress = options.terminal.progress(`training ${options.label}`, spec.epochs);
-  try {
-    await options.worker.request(
-      "train",
-      {
-        data: options.data,
-        model: spec.model,
-        recipe: spec.recipe,
-        epochs: spec.epochs,
-        out: options.out,
-        seed: options.seed,
-        data_seed: options.seed + 1000,
-        ...(spec.overrides ? { overrides: spec.overrides } : {}),
-        ...(options.gpus && options.gpus > 1 ? { nproc_per_node: options.gpus } : {}),
-      },
-      {
-        signal: options.signal,
-        onProgress: (event) => {
-          const epoch = Number(event.epoch ?? 0);
-          const step = Number(event.step ?? 0);
-          const steps = Number(event.steps ?? 1);
-          progress.tick(Math.max(0, epoch - 1 + step / steps), {
-            loss: Number(event.loss ?? NaN),
-            "img/s": Number(event.images_per_s ?? NaN),
-          });
-        },
-      },
+  } else {
+    terminal.info(
+      `${options.label}: training ${spec.model} (${spec.recipe}), ${spec.epochs} epochs`,
     );
-  } finally {
-    progress.stop();
+    await trainModel({
+      worker,
+      terminal,
+      signal: options.signal,
+      data: options.data,
+      model: spec.model,
+      recipe: spec.recipe,
+      epochs: spec.epochs,
+      out: options.out,
+      seed: options.seed,
+      dataSeed: options.seed + 1000,
+      overrides: spec.overrides,
+      nprocPerNode: options.gpus,
+    });
   }
+  const evaluation = await evaluateCheckpoint({
+    worker,
+    signal: options.signal,
+    checkpoint: options.out,
+    data: options.test,
+  });
+  terminal.info(`${options.label}: validation top-1 ${evaluation.top1.toFixed(2)} %`);
+  return { checkpoint: options.out, reused, valTop1: evaluation.top1 };
 }
 
 async function isCompleteCheckpoint(folder: string): Promise<boolean> {
