@@ -141,16 +141,37 @@ async function attemptOnce(
       body: request.body as Uint8Array<ArrayBuffer> | undefined,
       signal: combined,
     });
-    const body = new Uint8Array(await response.arrayBuffer());
+    const body = await readLimited(response, MAX_RESPONSE_BYTES);
     return { kind: "response", status: response.status, body, retryAfterMs: retryAfter(response) };
   } catch (error) {
     signal?.throwIfAborted();
+    if (error instanceof ResponseTooLarge)
+      return { kind: "error", reason: error.message, cause: error };
     if (timeout.aborted)
       return { kind: "error", reason: `no answer within ${timeoutMs} ms`, cause: error };
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const reason = cause?.code ?? cause?.message ?? (error as Error).message;
     return { kind: "error", reason: `connection error (${reason})`, cause: error };
   }
+}
+
+/** Largest answer read from a suspect; a classifier's answer is a few kilobytes. */
+export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+class ResponseTooLarge extends Error {}
+
+async function readLimited(response: Response, limit: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > limit) {
+      await response.body?.cancel();
+      throw new ResponseTooLarge(`the answer exceeds ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
 }
 
 function retryAfter(response: Response): number | undefined {

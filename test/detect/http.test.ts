@@ -99,3 +99,17 @@ test("a refused connection is retried and then reported as a connection error", 
   });
   t.regex(error.message, /connection error \(ECONNREFUSED\)/);
 });
+
+test("an answer larger than the limit is cut off and counts as a failure", async (t) => {
+  const { MAX_RESPONSE_BYTES } = await import("../../src/detect/http.ts");
+  const server = await startFakeServer((_request, _body, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(Buffer.alloc(MAX_RESPONSE_BYTES + 1, 0x20));
+  });
+  const error = await t.throwsAsync(
+    exchange(post(server.url), { policy: { ...fast, maxAttempts: 1 } }),
+    { instanceOf: SuspectHttpError },
+  );
+  t.regex(error.message, /the answer exceeds 16777216 bytes/);
+  await server.close();
+});
