@@ -2,7 +2,7 @@
 
 Two processes over ipc://, raw frames, zero-copy on both sides (``copy=False``): the client
 sends a small header frame plus a payload frame of N bytes and times the round trip. Prints one
-JSON object: ``{"<bytes>": {"median_ms": ..., "mb_per_s": ...}, ...}``.
+JSON object: ``{"<bytes>": {"times_ms": [...], "median_ms": ..., "mb_per_s": ...}, ...}``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def serve(endpoint: str) -> None:
         socket.send_multipart(frames, copy=False)
 
 
-def measure(socket: zmq.Socket, size: int, repeats: int, warmup: int) -> dict[str, float]:
+def measure(socket: zmq.Socket, size: int, repeats: int, warmup: int) -> dict[str, object]:
     payload = np.random.default_rng(0).integers(0, 256, size=size, dtype=np.uint8)
     header = b"\x83\xa4type\xa7request\xa2id\x01\xa4args\x80"  # a msgpack map, as the wire sends
     times = []
@@ -46,7 +46,11 @@ def measure(socket: zmq.Socket, size: int, repeats: int, warmup: int) -> dict[st
         if index >= warmup:
             times.append(elapsed)
     median = statistics.median(times)
-    return {"median_ms": median * 1e3, "mb_per_s": size / 1e6 / median}
+    return {
+        "times_ms": [t * 1e3 for t in times],
+        "median_ms": median * 1e3,
+        "mb_per_s": size / 1e6 / median,
+    }
 
 
 def main() -> int:

@@ -58,7 +58,7 @@ export interface StartWorkerOptions {
 export interface RequestOptions {
   /** Called with each progress event the command streams before its reply. */
   onProgress?: (event: Record<string, unknown>) => void;
-  /** Cancel the request (and reject it) when it runs longer than this. */
+  /** Cancel the request (and reject it) this long after it was sent; queueing in the worker counts. */
   timeoutMs?: number;
   /** Aborting cancels the request in the worker and rejects it at once. */
   signal?: AbortSignal;
