@@ -81,9 +81,13 @@ SINGLE_PROCESS = DistInfo()
 
 
 def weights_digest(model: nn.Module) -> str:
-    """Hex SHA-256 over the model's state (names and bytes, in state-dict order)."""
+    """Hex SHA-256 over the model's parameters (names and bytes, in order).
+
+    Buffers are left out: DDP gives every rank rank 0's buffers before each forward pass, but
+    batch-norm running statistics then move with each rank's own batch; rank 0's are saved.
+    """
     sha = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.named_parameters():
         sha.update(name.encode())
         sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return sha.hexdigest()
