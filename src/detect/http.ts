@@ -161,15 +161,19 @@ export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 class ResponseTooLarge extends Error {}
 
 async function readLimited(response: Response, limit: number): Promise<Uint8Array> {
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of response.body ?? []) {
-    size += chunk.byteLength;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
     if (size > limit) {
-      await response.body?.cancel();
+      await reader.cancel();
       throw new ResponseTooLarge(`the answer exceeds ${limit} bytes`);
     }
-    chunks.push(chunk);
+    chunks.push(value);
   }
   return new Uint8Array(Buffer.concat(chunks));
 }
