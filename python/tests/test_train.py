@@ -141,3 +141,33 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tiny,
         resumed_model.state_dict().items(), straight_model.state_dict().values(), strict=True
     ):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+
+def test_dataloader_worker_processes_keep_the_epoch_order_of_the_data_seed(tiny):
+    from taggants_worker.data import open_dataset
+    from taggants_worker.distributed import SINGLE_PROCESS
+    from taggants_worker.train import TrainingRun, make_plan
+
+    train, _ = tiny
+    dataset = open_dataset(train)
+    labels = {}
+    for workers in (0, 1):
+        plan = make_plan(
+            dataset=dataset,
+            data=train,
+            model="cnn",
+            recipe="simple",
+            epochs=1,
+            seed=0,
+            data_seed=7,
+            overrides={**TINY_CNN, "num_workers": workers},
+            input_size=None,
+            model_kwargs={"widths": [4, 8, 8]},
+        )
+        run = TrainingRun(
+            plan=plan, dataset=dataset, device=torch.device("cpu"), dist=SINGLE_PROCESS
+        )
+        batches = list(run.batches(epoch=2))
+        assert all(x.shape == (16, 1, 28, 28) and x.dtype == torch.uint8 for x, _ in batches)
+        labels[workers] = torch.cat([y for _, y in batches])
+    assert torch.equal(labels[0], labels[1])
