@@ -27,12 +27,17 @@ import {
   type LabelMap,
 } from "./labels.ts";
 import type { Predictor } from "./predictor.ts";
-import { runQueries, type PlannedQuery } from "./query.ts";
-import { saveReport, type CommitmentFields, type DetectionReport } from "./report.ts";
+import { runQueries, type PlannedQuery, type QueryRecord } from "./query.ts";
+import {
+  REPORT_SCHEMA,
+  saveReport,
+  type CommitmentFields,
+  type DetectionReport,
+} from "./report.ts";
 import { parseSuspectSpec } from "./spec.ts";
 import { openSuspect } from "./suspects/index.ts";
 import type { Suspect } from "./suspect.ts";
-import { computeDetection } from "./verdict.ts";
+import { computeDetection, type DetectionResult } from "./verdict.ts";
 
 export interface DetectOptions {
   suspect: string;
@@ -125,52 +130,76 @@ export async function runDetection(options: DetectOptions): Promise<DetectOutcom
       alpha: options.alpha,
       confidence: options.confidence,
     });
-    const report: DetectionReport = {
-      schema: "taggants.detection-report/1",
-      created_at: new Date().toISOString(),
-      created_by: createdBy(),
-      commitment: {
-        ...commitmentFields(record),
-        file: options.commitment,
-        keys_reproduce_commitment: true,
-      },
-      dataset: {
-        manifest: options.manifest,
-        root_hash: manifest.root_hash,
-        role: datasetRole,
-        classes: manifest.classes,
-      },
-      suspect: {
-        kind: suspect.description.kind,
-        spec: suspect.description.spec,
-        endpoint: suspect.description.endpoint,
-        request: suspect.description.request,
-        answer: suspect.description.answer,
-        label_space: suspect.description.labelSpace,
-        header_names: suspect.description.headerNames,
-        metadata: suspect.description.metadata,
-        notes: suspect.description.notes,
-      },
-      label_map: map,
-      settings: {
-        top_k: options.topK,
-        alpha: options.alpha,
-        confidence: options.confidence,
-        control_keys: controls.length,
-        query_budget: options.queryBudget ?? keys.length + controls.length,
-        concurrency: options.concurrency,
-        timeout_ms: options.policy.timeoutMs,
-        max_attempts: options.policy.maxAttempts,
-        png_encoder: pngEncoderVersion(),
-      },
-      queries: records,
+    const report = buildReport({
+      options,
+      record,
+      manifest: { summary: manifest, role: datasetRole },
+      suspect,
+      map,
+      queryCount: { keys: keys.length, controls: controls.length },
+      records,
       result,
-    };
+    });
     const paths = await saveReport(options.out, report);
     return { report, paths };
   } finally {
     await suspect.close();
   }
+}
+
+function buildReport(args: {
+  options: DetectOptions;
+  record: CommitmentRecord;
+  manifest: { summary: ManifestSummary; role: "original" | "signed" };
+  suspect: Suspect;
+  map: LabelMap;
+  queryCount: { keys: number; controls: number };
+  records: QueryRecord[];
+  result: DetectionResult;
+}): DetectionReport {
+  const { options, record, manifest, map, queryCount } = args;
+  const description = args.suspect.description;
+  return {
+    schema: REPORT_SCHEMA,
+    created_at: new Date().toISOString(),
+    created_by: createdBy(),
+    commitment: {
+      ...commitmentFields(record),
+      file: options.commitment,
+      keys_reproduce_commitment: true,
+    },
+    dataset: {
+      manifest: options.manifest,
+      root_hash: manifest.summary.root_hash,
+      role: manifest.role,
+      classes: manifest.summary.classes,
+    },
+    suspect: {
+      kind: description.kind,
+      spec: description.spec,
+      endpoint: description.endpoint,
+      request: description.request,
+      answer: description.answer,
+      label_space: description.labelSpace,
+      header_names: description.headerNames,
+      metadata: description.metadata,
+      notes: description.notes,
+    },
+    label_map: map,
+    settings: {
+      top_k: options.topK,
+      alpha: options.alpha,
+      confidence: options.confidence,
+      control_keys: queryCount.controls,
+      query_budget: options.queryBudget ?? queryCount.keys + queryCount.controls,
+      concurrency: options.concurrency,
+      timeout_ms: options.policy.timeoutMs,
+      max_attempts: options.policy.maxAttempts,
+      png_encoder: pngEncoderVersion(),
+    },
+    queries: args.records,
+    result: args.result,
+  };
 }
 
 /** The manifest must be the original or the signed dataset named by the commitment. */
