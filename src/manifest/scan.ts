@@ -124,7 +124,7 @@ async function openImageFolderScan(
   lenient: boolean,
 ): Promise<DatasetScan> {
   let total = 0;
-  for await (const files of imageFolderFiles(layout, lenient)) total += files.length;
+  for await (const folder of classFolders(layout, lenient)) total += folder.relatives.length;
   const formats = new FormatTally();
   return {
     layout,
@@ -135,14 +135,25 @@ async function openImageFolderScan(
   };
 }
 
+interface ClassFolder {
+  split: ManifestEntry["split"];
+  name: string;
+  /** Entry path prefix of the folder's files, e.g. "train/Bag/". */
+  prefix: string;
+  folder: string;
+  label: number;
+  /** Its files, sorted, relative to `folder`. */
+  relatives: string[];
+}
+
 /**
- * The files of the tree in entries order, one class folder at a time: split, then path (class
- * folders sort as "name/", so class order by path may differ from class index order).
+ * The class folders of the tree in entries order: split, then path (class folders sort as
+ * "name/", so class order by path may differ from class index order).
  */
-async function* imageFolderFiles(
+async function* classFolders(
   layout: ImageFolderLayout,
   lenient: boolean,
-): AsyncGenerator<PendingFile[]> {
+): AsyncGenerator<ClassFolder> {
   const labelOf = new Map(layout.classes.map((name, index) => [name, index]));
   const inPathOrder = [...layout.classes].sort((a, b) => compareCodePoints(`${a}/`, `${b}/`));
   for (const { split, directory, prefix } of layout.splits) {
@@ -156,14 +167,30 @@ async function* imageFolderFiles(
           `The class folder ${folder} holds no images; expected at least one image per class folder. Add images or remove the folder.`,
         );
       }
-      const label = labelOf.get(name)!;
-      yield relatives.map((relative) => ({
+      yield {
         split,
-        path: `${prefix}${name}/${relative}`,
-        absolute: join(folder, relative),
-        label,
-      }));
+        name,
+        prefix: `${prefix}${name}/`,
+        folder,
+        label: labelOf.get(name)!,
+        relatives,
+      };
     }
+  }
+}
+
+/** The files of the tree in entries order, one class folder at a time. */
+async function* imageFolderFiles(
+  layout: ImageFolderLayout,
+  lenient: boolean,
+): AsyncGenerator<PendingFile[]> {
+  for await (const { split, prefix, folder, label, relatives } of classFolders(layout, lenient)) {
+    yield relatives.map((relative) => ({
+      split,
+      path: prefix + relative,
+      absolute: join(folder, relative),
+      label,
+    }));
   }
 }
 
