@@ -60,6 +60,8 @@ export interface ExperimentReport {
     psnrMean: number | null;
     linf255Max: number;
     jpegRetentionMean: number | null;
+    /** Mean gradient cosine as crafted and as written, when signing images are JPEG. */
+    jpegCosine: { crafted: number; written: number } | null;
   }>;
   scenarios: ScenarioResult[];
   control: {
@@ -156,7 +158,8 @@ export function renderReportMarkdown(report: ExperimentReport): string {
         "mean cosine",
         "mean PSNR (dB)",
         "L∞ of the taggants (1/255)",
-        "JPEG retention",
+        "JPEG pixel retention",
+        "JPEG gradient cosine (crafted → written)",
       ],
       report.signing.map((item) => [
         String(item.repeat),
@@ -165,6 +168,9 @@ export function renderReportMarkdown(report: ExperimentReport): string {
         item.psnrMean === null ? "–" : item.psnrMean.toFixed(1),
         String(item.linf255Max),
         item.jpegRetentionMean === null ? "– (no JPEG)" : item.jpegRetentionMean.toFixed(3),
+        item.jpegCosine === null
+          ? "– (no JPEG)"
+          : `${item.jpegCosine.crafted.toFixed(3)} → ${item.jpegCosine.written.toFixed(3)}`,
       ]),
     ),
     "",

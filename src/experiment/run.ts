@@ -515,6 +515,12 @@ function buildReport(options: {
       psnrMean: signing.written.psnr_mean,
       linf255Max: signing.written.linf_255_max,
       jpegRetentionMean: signing.written.jpeg_retention_mean,
+      jpegCosine: signing.written.jpeg_cosine
+        ? {
+            crafted: mean(signing.written.jpeg_cosine.crafted),
+            written: mean(signing.written.jpeg_cosine.written),
+          }
+        : null,
     })),
     scenarios,
     control: clean

@@ -96,17 +96,11 @@ function craftArgs(options: Parameters<typeof craftTaggants>[0]): Record<string,
   const { keys, signingIndices, params, keyResolution, channels } = options;
   const perKey = signingIndices[0]!.length;
   const indices = BigInt64Array.from(signingIndices.flat(), (index) => BigInt(index));
-  const keyImages = new Uint8Array(keys.length * channels * keyResolution * keyResolution);
-  keys.forEach((key, i) => keyImages.set(key.image, i * key.image.length));
   return {
     surrogates: options.surrogates,
     data: options.dataset,
     signing_indices: Tensor.from("int64", indices, [keys.length, perKey]),
-    keys: new Tensor("uint8", [keys.length, channels, keyResolution, keyResolution], keyImages),
-    key_labels: Tensor.from(
-      "int64",
-      BigInt64Array.from(keys, (key) => BigInt(key.label)),
-    ),
+    ...keyTensors({ keys, channels, keyResolution }),
     eps_255: params.eps255,
     steps: params.steps,
     restarts: params.restarts,
@@ -145,6 +139,58 @@ function parseReply(
     cosine: Array.from((reply.cosine_quantised ?? reply.cosine).values() as Float32Array, Number),
     objective: Number(reply.objective),
   };
+}
+
+/** Keys on the wire: images uint8 [K, C, r, r] and labels int64 [K]. */
+function keyTensors(options: { keys: readonly Key[]; channels: number; keyResolution: number }): {
+  keys: Tensor;
+  key_labels: Tensor;
+} {
+  const { keys, channels, keyResolution } = options;
+  const images = new Uint8Array(keys.length * channels * keyResolution * keyResolution);
+  keys.forEach((key, i) => images.set(key.image, i * key.image.length));
+  return {
+    keys: new Tensor("uint8", [keys.length, channels, keyResolution, keyResolution], images),
+    key_labels: Tensor.from(
+      "int64",
+      BigInt64Array.from(keys, (key) => BigInt(key.label)),
+    ),
+  };
+}
+
+/**
+ * The per-key gradient cosine (unaugmented, on the surrogates) of signed images as they are
+ * written: used to measure how much of the taggants survives JPEG re-encoding.
+ */
+export async function measureCosine(options: {
+  worker: Worker;
+  signal?: AbortSignal;
+  surrogates: string[];
+  /** uint8 [K·n, C, H, W], row-major over the signing indices. */
+  images: Uint8Array;
+  shape: [number, number, number, number];
+  keys: readonly Key[];
+  keyResolution: number;
+  chunkSize: number;
+}): Promise<number[]> {
+  const { keys, shape } = options;
+  const reply = await options.worker.request<{ cosine: Tensor }>(
+    "craft.cosine",
+    {
+      surrogates: options.surrogates,
+      images: new Tensor("uint8", shape, options.images),
+      ...keyTensors({ keys, channels: shape[1], keyResolution: options.keyResolution }),
+      chunk_size: options.chunkSize,
+    },
+    { signal: options.signal },
+  );
+  if (reply.cosine?.shape[0] !== keys.length) {
+    throw new TaggantsError(
+      "craft-reply-invalid",
+      `The worker's craft.cosine reply has ${reply.cosine?.shape[0]} cosines; expected ${keys.length}, one per key.`,
+    );
+  }
+  return Array.from(reply.cosine.values() as Float32Array, Number);
 }
 
 /** The cache is a JSON header file plus the raw signed bytes, both in the private work folder. */

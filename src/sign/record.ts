@@ -64,6 +64,13 @@ export const SigningRecordSchema = z.object({
   written: z.object({
     containers: z.record(z.string(), z.number().int()),
     jpeg_retention_mean: z.number().nullable(),
+    /**
+     * Per-key gradient cosine of the signing images as crafted (8-bit) and as written, measured
+     * on the surrogates; null when no signing image is a JPEG (lossless writes change nothing).
+     */
+    jpeg_cosine: z
+      .object({ crafted: z.array(z.number()), written: z.array(z.number()) })
+      .nullable(),
     psnr_mean: z.number().nullable(),
     linf_255_max: z.number(),
   }),

@@ -28,8 +28,8 @@ import {
 } from "../manifest/index.ts";
 import { createdBy } from "../manifest/version.ts";
 import type { Worker } from "../worker/client.ts";
-import { craftTaggants, type CraftParams, type CraftResult } from "./craft.ts";
-import { inspectImage, signingIneligibility } from "./image-codec.ts";
+import { craftTaggants, measureCosine, type CraftParams, type CraftResult } from "./craft.ts";
+import { decodeImage, inspectImage, signingIneligibility } from "./image-codec.ts";
 import {
   fingerprintOf,
   loadSigningRecord,
@@ -211,7 +211,21 @@ export async function signDataset(
     }),
   );
 
-  const written = summariseWritten(stats);
+  const jpegCosine = await timed("JPEG survival", () =>
+    measureJpegSurvival({
+      worker: context.worker,
+      signal: context.signal,
+      request,
+      train,
+      signingIndices,
+      crafted,
+      stats,
+      keys,
+      keyResolution,
+      surrogates: surrogates.map((info) => info.path),
+    }),
+  );
+  const written = { ...summariseWritten(stats), jpeg_cosine: jpegCosine };
   const record: SigningRecord = {
     schema: "taggants.signing-record/1",
     created_at: new Date().toISOString(),
@@ -461,7 +475,47 @@ async function publish(options: {
   };
 }
 
-function summariseWritten(stats: SignedImageStats[]): SigningRecord["written"] {
+/**
+ * For a dataset with JPEG signing images: the per-key gradient cosine of the signing images as
+ * written (decoded from the signed dataset on disk) beside the cosine as crafted.
+ */
+async function measureJpegSurvival(options: {
+  worker: Worker;
+  signal?: AbortSignal;
+  request: SignRequest;
+  train: TrainSplit;
+  signingIndices: number[][];
+  crafted: CraftResult;
+  stats: SignedImageStats[];
+  keys: Key[];
+  keyResolution: number;
+  surrogates: string[];
+}): Promise<SigningRecord["written"]["jpeg_cosine"]> {
+  const { crafted, request } = options;
+  if (!options.stats.some((item) => item.container === "jpeg")) return null;
+  const [, channels, height, width] = crafted.shape;
+  const plane = channels * height * width;
+  const images = new Uint8Array(crafted.signed.length);
+  for (const [row, index] of options.signingIndices.flat().entries()) {
+    const bytes = new Uint8Array(await readFile(join(request.out, options.train.paths[index]!)));
+    images.set((await decodeImage(bytes, channels)).data, row * plane);
+  }
+  const written = await measureCosine({
+    worker: options.worker,
+    signal: options.signal,
+    surrogates: options.surrogates,
+    images,
+    shape: crafted.shape,
+    keys: options.keys,
+    keyResolution: options.keyResolution,
+    chunkSize: request.craft.chunkSize,
+  });
+  return { crafted: crafted.cosine, written };
+}
+
+function summariseWritten(
+  stats: SignedImageStats[],
+): Omit<SigningRecord["written"], "jpeg_cosine"> {
   const containers: Record<string, number> = {};
   for (const item of stats) containers[item.container] = (containers[item.container] ?? 0) + 1;
   const mean = (values: number[]): number | null =>

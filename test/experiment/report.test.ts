@@ -39,6 +39,7 @@ function report(): ExperimentReport {
         psnrMean: 29.1,
         linf255Max: 16,
         jpegRetentionMean: null,
+        jpegCosine: null,
       },
     ],
     scenarios: [

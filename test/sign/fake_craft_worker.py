@@ -2,7 +2,8 @@
 
 The real worker serves every other command; `craft` here returns each signing image plus a
 fixed ±ε pattern (clipped to [0, 255]) and a cosine of 0.5 per key, so the TypeScript side can be
-tested end to end (signing set, writers, manifest, commitment, record) without crafting.
+tested end to end (signing set, writers, manifest, commitment, record) without crafting;
+`craft.cosine` answers 0.25 per key.
 Each call appends one line to $FAKE_CRAFT_LOG when set, so tests can count calls.
 """
 
@@ -19,6 +20,7 @@ from taggants_worker.__main__ import main
 from taggants_worker.data import DatasetSpec, open_dataset
 
 registry._COMMANDS.pop("craft", None)
+registry._COMMANDS.pop("craft.cosine", None)
 
 
 @registry.command("craft")
@@ -49,6 +51,28 @@ def fake_craft(
         )
     k = int(keys.shape[0])
     return {"signed": signed, "cosine": torch.full((k,), 0.5), "objective": 0.5 * k}
+
+
+@registry.command("craft.cosine")
+def fake_craft_cosine(
+    ctx: registry.Context,
+    *,
+    surrogates: list[str],
+    images: torch.Tensor,
+    keys: torch.Tensor,
+    key_labels: torch.Tensor,
+    **_: Any,
+) -> dict[str, Any]:
+    """A cosine of 0.25 per key for images as written (the stand-in craft reports 0.5)."""
+    if (
+        images.dtype != torch.uint8
+        or images.dim() != 4
+        or images.shape[0] % keys.shape[0]
+    ):
+        raise ValueError(
+            f"images must be uint8 [K·n, C, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    return {"cosine": torch.full((int(key_labels.shape[0]),), 0.25)}
 
 
 if __name__ == "__main__":

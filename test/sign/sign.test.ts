@@ -13,6 +13,7 @@ import { loadCommitment, validateKeysAgainstCommitment } from "../../src/keys/co
 import { deriveKeys } from "../../src/keys/derive.ts";
 import { createKeySecret, loadKeySecret } from "../../src/keys/secret.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
+import { inspectImage } from "../../src/sign/image-codec.ts";
 import { loadSigningRecord } from "../../src/sign/record.ts";
 import { signDataset, signedOutputPaths, type SignRequest } from "../../src/sign/sign.ts";
 import { listFiles } from "../../src/sign/signed-dataset.ts";
@@ -207,6 +208,39 @@ test.serial(
       const haystack = await readPublic(file);
       for (const needle of needles)
         t.false(haystack.includes(needle.bytes), `${file} contains ${needle.what}`);
+    }
+  },
+);
+
+test.serial(
+  "signing a JPEG ImageFolder re-encodes like the originals and measures the gradient cosine as written",
+  async (t) => {
+    const root = join(base, "jpegs");
+    const trainPaths = await writeImageFolder({
+      root,
+      sample: await loadFashionSample(120),
+      kind: "jpeg-rgb",
+      testCount: 20,
+    });
+    const req = request(root, "jpeg", { budget: { perKey: 2 } });
+    await createKeySecret(req.keyFile);
+    await fakeSurrogate(req.surrogates[0]!, 3);
+    await writeClassNames(req.surrogates[0]!, root);
+
+    const outcome = await signDataset(req, { worker, terminal: quiet });
+
+    t.deepEqual(outcome.written.containers, { jpeg: 8 });
+    t.deepEqual(outcome.written.jpeg_cosine, {
+      crafted: [0.5, 0.5, 0.5, 0.5],
+      written: [0.25, 0.25, 0.25, 0.25],
+    });
+    t.true(outcome.written.jpeg_retention_mean! > 0 && outcome.written.jpeg_retention_mean! < 1);
+    const record = await loadSigningRecord(req.record);
+    t.deepEqual(record.written.jpeg_cosine, outcome.written.jpeg_cosine);
+    for (const index of record.signing_indices.flat()) {
+      const path = trainPaths[index]!;
+      const before = await inspectImage(await readFile(join(root, path)));
+      t.deepEqual(await inspectImage(await readFile(join(req.out, path))), before, path);
     }
   },
 );

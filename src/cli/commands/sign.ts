@@ -186,10 +186,19 @@ function renderOutcome(outcome: SignOutcome): string {
   ];
   if (written.containers.jpeg) {
     lines.push(
-      `JPEG re-encoding kept ${((written.jpeg_retention_mean ?? 0) * 100).toFixed(1)} % of the taggants (mean pixel-space cosine written vs crafted)`,
+      `JPEG re-encoding kept ${((written.jpeg_retention_mean ?? 0) * 100).toFixed(1)} % of the taggants (mean pixel-space cosine, written vs crafted)`,
+    );
+  }
+  if (written.jpeg_cosine) {
+    lines.push(
+      `JPEG re-encoding: mean gradient cosine ${mean(written.jpeg_cosine.crafted).toFixed(3)} as crafted → ${mean(written.jpeg_cosine.written).toFixed(3)} as written`,
     );
   }
   return lines.join("\n");
+}
+
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 function parseNumber(flag: string): (value: string) => number {
