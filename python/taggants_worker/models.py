@@ -42,7 +42,8 @@ class CompactCnn(nn.Module):
     """A small VGG-style CNN for 28×28-to-64×64 images: three conv stages and a linear head.
 
     Shapes for a 28×28 input: [B,C,28,28] → stage 1 → [B,w0,14,14] → stage 2 → [B,w1,7,7]
-    → stage 3 → [B,w2,7,7] → average pool to p×p → [B,w2·p·p] → linear → [B,num_classes].
+    → stage 3 → [B,w2,7,7] → average pool to p×p → [B,w2·p·p] → optional hidden linear + ReLU
+    → [B,hidden] → linear → [B,num_classes].
     Pooling to a small grid (p = 3) rather than to one value keeps where features are, which
     on Fashion-MNIST converges much faster, and still accepts any input size.
     There are no residual branches, so stochastic depth (drop-path) does not apply to it.
@@ -55,6 +56,7 @@ class CompactCnn(nn.Module):
         in_chans: int = 1,
         widths: tuple[int, int, int] = (16, 32, 64),
         pool_size: int = 3,
+        hidden: int = 0,
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -68,15 +70,21 @@ class CompactCnn(nn.Module):
             *_conv_bn_relu(w1, w2),
         )
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        features = w2 * pool_size * pool_size
+        self.hidden = (
+            nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True))
+            if hidden
+            else nn.Identity()
+        )
         self.drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(w2 * pool_size * pool_size, num_classes)
+        self.head = nn.Linear(hidden or features, num_classes)
         # timm's helpers (e.g. resolve_data_config) read these.
         self.pretrained_cfg = {"input_size": (in_chans, 28, 28), "num_classes": num_classes}
         self.default_cfg = self.pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x)).flatten(1)
-        return self.head(self.drop(x))
+        return self.head(self.drop(self.hidden(x)))
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
