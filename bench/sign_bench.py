@@ -23,10 +23,11 @@ import statistics
 import time
 
 import torch
+from torch.nn import functional
+
 from taggants_worker.augment import AugmentSpec
 from taggants_worker.craft import CraftSettings, Surrogate, craft_taggants, lr_at
 from taggants_worker.models import CompactCnn
-from torch.nn import functional
 
 CONFIG = {
     "model": "CompactCnn widths (32, 64, 128), 1×28×28, random init (seed 0)",
@@ -44,16 +45,12 @@ SPEC = AugmentSpec(pad=2, flip=True)
 def _inputs():
     generator = torch.Generator().manual_seed(0)
     k, n = CONFIG["keys"], CONFIG["images_per_key"]
-    images = torch.randint(
-        0, 256, (k, n, 1, 28, 28), generator=generator, dtype=torch.uint8
-    )
+    images = torch.randint(0, 256, (k, n, 1, 28, 28), generator=generator, dtype=torch.uint8)
     key_labels = torch.arange(k) % 10
     return {
         "images": images,
         "image_labels": key_labels[:, None].repeat(1, n),
-        "keys": torch.randint(
-            0, 256, (k, 1, 7, 7), generator=generator, dtype=torch.uint8
-        ),
+        "keys": torch.randint(0, 256, (k, 1, 7, 7), generator=generator, dtype=torch.uint8),
         "key_labels": key_labels,
     }
 
@@ -93,20 +90,14 @@ def baseline_step_times(inputs) -> list[float]:
     model = _model()
     params = list(model.parameters())
     clean = inputs["images"].float() / 255
-    keys = functional.interpolate(
-        inputs["keys"].float() / 255, size=(28, 28), mode="nearest"
-    )
+    keys = functional.interpolate(inputs["keys"].float() / 255, size=(28, 28), mode="nearest")
     key_grads = []
     for k in range(keys.shape[0]):
-        loss = functional.cross_entropy(
-            model(keys[k : k + 1]), inputs["key_labels"][k : k + 1]
-        )
+        loss = functional.cross_entropy(model(keys[k : k + 1]), inputs["key_labels"][k : k + 1])
         key_grads.append(torch.autograd.grad(loss, params))
     eps = CONFIG["eps_255"] / 255
     generator = torch.Generator().manual_seed(0)
-    delta = (
-        (torch.rand(clean.shape, generator=generator) * 2 - 1) * eps
-    ).requires_grad_(True)
+    delta = ((torch.rand(clean.shape, generator=generator) * 2 - 1) * eps).requires_grad_(True)
     optimizer = torch.optim.Adam([delta], lr=0.1 * eps)
     times = []
     for step in range(CONFIG["steps"]):
@@ -115,17 +106,15 @@ def baseline_step_times(inputs) -> list[float]:
         for k in range(clean.shape[0]):
             summed = None
             for _ in range(CONFIG["aug_draws"]):
-                batch = torch.stack(
-                    [_baseline_augment(x, generator) for x in clean[k] + delta[k]]
-                )
+                batch = torch.stack([_baseline_augment(x, generator) for x in clean[k] + delta[k]])
                 loss = functional.cross_entropy(
                     model(batch), inputs["image_labels"][k], reduction="sum"
                 )
                 grads = torch.autograd.grad(loss, params, create_graph=True)
                 summed = (
-                    grads if summed is None else [a + b for a, b in zip(summed, grads)]
+                    grads if summed is None else [a + b for a, b in zip(summed, grads, strict=True)]
                 )
-            dot = sum((a * b).sum() for a, b in zip(summed, key_grads[k]))
+            dot = sum((a * b).sum() for a, b in zip(summed, key_grads[k], strict=True))
             norms = torch.sqrt(sum((a * a).sum() for a in summed)) * torch.sqrt(
                 sum((b * b).sum() for b in key_grads[k])
             )
@@ -175,9 +164,7 @@ def memory(impl: str) -> dict:
 
 def profile() -> dict:
     inputs = _inputs()
-    with torch.profiler.profile(
-        activities=[torch.profiler.ProfilerActivity.CPU]
-    ) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         product_step_times(inputs)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)

@@ -13,8 +13,9 @@ import logging
 import os
 from typing import Any
 
-import taggants_worker.commands  # noqa: F401  (registers the real commands)
 import torch
+
+import taggants_worker.commands  # noqa: F401  (registers the real commands)
 from taggants_worker import registry
 from taggants_worker.__main__ import main
 from taggants_worker.data import DatasetSpec, open_dataset
@@ -46,9 +47,7 @@ def fake_craft(
     pattern[..., ::2] = -1
     signed = (images + pattern * int(eps_255)).clamp(0, 255).to(torch.uint8)
     for step in range(1, steps + 1):
-        ctx.progress(
-            restart=0, step=step, steps=steps, objective=0.5, cosine_mean=0.5, psnr=30.0
-        )
+        ctx.progress(restart=0, step=step, steps=steps, objective=0.5, cosine_mean=0.5, psnr=30.0)
     k = int(keys.shape[0])
     return {"signed": signed, "cosine": torch.full((k,), 0.5), "objective": 0.5 * k}
 
@@ -64,11 +63,7 @@ def fake_craft_cosine(
     **_: Any,
 ) -> dict[str, Any]:
     """A cosine of 0.25 per key for images as written (the stand-in craft reports 0.5)."""
-    if (
-        images.dtype != torch.uint8
-        or images.dim() != 4
-        or images.shape[0] % keys.shape[0]
-    ):
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] % keys.shape[0]:
         raise ValueError(
             f"images must be uint8 [K·n, C, H, W], got {images.dtype} {list(images.shape)}"
         )
