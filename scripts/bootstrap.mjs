@@ -110,7 +110,9 @@ async function downloadFashionMnist() {
     try {
       response = await fetch(url, { signal: AbortSignal.timeout(120_000) });
     } catch (error) {
-      fail(`could not download ${url} (${error.cause?.code ?? error.message}).\n${fashionMnist.HOW_TO_GET}`);
+      fail(
+        `could not download ${url} (${error.cause?.code ?? error.message}).\n${fashionMnist.HOW_TO_GET}`,
+      );
     }
     if (!response.ok) fail(`${url} answered ${response.status}.\n${fashionMnist.HOW_TO_GET}`);
     const partial = path.join(dir, `${file}.partial`);

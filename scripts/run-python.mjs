@@ -15,7 +15,9 @@ const result = spawnSync(python, process.argv.slice(2), {
   env: { ...process.env, PYTHONPATH: pythonPath.join(path.delimiter) },
 });
 if (result.error) {
-  process.stderr.write(`could not run ${python}: ${result.error.message}; run \`npm run bootstrap\`\n`);
+  process.stderr.write(
+    `could not run ${python}: ${result.error.message}; run \`npm run bootstrap\`\n`,
+  );
   process.exit(3);
 }
 process.exit(result.status ?? 1);
