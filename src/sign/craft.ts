@@ -71,9 +71,10 @@ export async function craftTaggants(options: {
     reply = await options.worker.request<CraftReply>("craft", craftArgs(options), {
       signal: options.signal,
       onProgress: (event) => {
-        const restart = Number(event.restart ?? 0);
+        // The worker counts restarts and steps from 1.
+        const restart = Number(event.restart ?? 1);
         const step = Number(event.step ?? 0);
-        progress.tick(Math.min(total, restart * params.steps + step), {
+        progress.tick(Math.min(total, (restart - 1) * params.steps + step), {
           "1-cos": Number(event.objective ?? NaN) / keys.length,
           cos: Number(event.cosine_mean ?? NaN),
           psnr: Number(event.psnr ?? NaN),
