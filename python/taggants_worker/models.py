@@ -121,7 +121,7 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "cnn": ModelPreset(
         "taggants_cnn",
-        {"widths": (16, 32, 64), "pool_size": 3},
+        {"widths": (16, 32, 64), "pool_size": 3, "hidden": 128},
         description="compact CNN for small gray images (CPU scale)",
     ),
     "vit-small-28": ModelPreset(
