@@ -25,9 +25,7 @@ from torchvision.transforms import v2
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        n.to_bytes(4, "big") for n in array.shape
-    )
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
     path.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=1))
 
 
@@ -51,19 +49,13 @@ class Augmented(Dataset):
 
 
 def loop(data: Path, model_name: str, epochs: int, batch_size: int) -> dict[str, float]:
-    images = torch.from_numpy(
-        read_idx(data / "train-images-idx3-ubyte.gz").copy()
-    ).unsqueeze(1)
-    labels = torch.from_numpy(
-        read_idx(data / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    )
+    images = torch.from_numpy(read_idx(data / "train-images-idx3-ubyte.gz").copy()).unsqueeze(1)
+    labels = torch.from_numpy(read_idx(data / "train-labels-idx1-ubyte.gz").astype(np.int64))
     recipe = resolve_recipe("simple", image_size=28)
     spec = model_spec_for(model_name, num_classes=10, in_chans=1, img_size=28)
     torch.manual_seed(0)
     model = build_model(spec).train()
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=0.05, momentum=0.9, nesterov=True
-    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     transform = v2.Compose(
         [v2.RandomCrop(28, padding=recipe.crop_padding), v2.RandomHorizontalFlip()]
     )
