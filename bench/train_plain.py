@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from taggants_worker.data import read_idx
-from taggants_worker.models import build_model, model_spec_for
-from taggants_worker.recipes import resolve_recipe
 from torch.nn import functional
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+
+from taggants_worker.data import read_idx
+from taggants_worker.models import build_model, model_spec_for
+from taggants_worker.recipes import resolve_recipe
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
