@@ -95,14 +95,18 @@ export interface ExperimentProfile {
 const FASHION_MNIST: ExperimentProfile = {
   name: "fashion-mnist",
   description: "CPU demo: Fashion-MNIST subset, compact CNN surrogate, Table-1 scenarios",
+  // Sized to finish in about 15 minutes on 2 CPU cores. The calibration behind these numbers,
+  // and why the demo does not yet detect, is in the README ("Results").
   data: { source: "fashion-mnist", trainSubset: 20_000 },
   repeats: 1,
-  keys: { count: 10 },
-  surrogate: { model: "cnn", recipe: "simple", epochs: 8, seeds: [0] },
+  // Top-1 with 20 keys: 9 hits already give log10 p ≤ −4 (README, "Results").
+  keys: { count: 20 },
+  surrogate: { model: "cnn", recipe: "simple", epochs: 6, seeds: [0] },
   signing: {
     eps255: 16,
     budget: { fraction: 0.02 },
-    steps: 150,
+    // The alignment objective plateaus after the first learning-rate decay (step 3/8).
+    steps: 60,
     restarts: 1,
     stepSize: 0.1,
     augDraws: 2,
@@ -112,24 +116,24 @@ const FASHION_MNIST: ExperimentProfile = {
     seed: 0,
   },
   suspects: [
-    { scenario: "init", model: "cnn", recipe: "simple", epochs: 8, data: "signed", seed: 1 },
-    { scenario: "aug", model: "cnn", recipe: "deit3", epochs: 8, data: "signed", seed: 2 },
+    { scenario: "init", model: "cnn", recipe: "simple", epochs: 6, data: "signed", seed: 1 },
+    { scenario: "aug", model: "cnn", recipe: "deit3", epochs: 6, data: "signed", seed: 2 },
     {
       scenario: "arch",
       model: "vit-small-28",
       recipe: "simple",
-      epochs: 8,
+      epochs: 4,
       data: "signed",
       seed: 3,
     },
-    { scenario: "clean", model: "cnn", recipe: "simple", epochs: 8, data: "original", seed: 1 },
+    { scenario: "clean", model: "cnn", recipe: "simple", epochs: 6, data: "original", seed: 1 },
   ],
   detection: { topK: 1 },
   limits: { maxBudgetFraction: 0.02 },
   plan: {
     device: "2 CPU cores",
-    trainImagesPerSecond: { cnn: 950, "vit-small-28": 500 },
-    craftImageStepsPerSecond: 300,
+    trainImagesPerSecond: { cnn: 2000, "vit-small-28": 640 },
+    craftImageStepsPerSecond: 100,
     craftGiBPerImage: 0.002,
     trainGiBPerImage: 0.001,
     baseGiB: 1,
