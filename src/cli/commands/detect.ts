@@ -12,6 +12,7 @@ import type { Verdict } from "../../detect/verdict.ts";
 import { verifyReport, type VerifyOutcome } from "../../detect/verify.ts";
 import { CheckFailedError, ExitCode, UsageError } from "../../errors.ts";
 import { contextFor } from "../context.ts";
+import { integerAtLeast } from "../options.ts";
 
 export function register(program: Command): void {
   const detect = program
@@ -34,13 +35,13 @@ export function register(program: Command): void {
     .option(
       "--top-k <k>",
       "count a hit when the key label is among the suspect's top k",
-      positiveInt,
+      integerAtLeast(1),
       1,
     )
     .option(
       "--control-keys <M>",
       "control keys (never used for signing) queried beside the keys (default: K)",
-      nonNegativeInt,
+      integerAtLeast(0),
     )
     .option(
       "--alpha <a>",
@@ -66,28 +67,32 @@ export function register(program: Command): void {
     .option(
       "--concurrency <n>",
       "queries in flight at once",
-      positiveInt,
+      integerAtLeast(1),
       DEFAULT_DETECT_SETTINGS.concurrency,
     )
     .option(
       "--timeout <ms>",
       "time allowed for one attempt",
-      positiveInt,
+      integerAtLeast(1),
       DEFAULT_DETECT_SETTINGS.policy.timeoutMs,
     )
     .option(
       "--retries <n>",
       "retries on 429, 5xx, timeouts and dropped connections",
-      nonNegativeInt,
+      integerAtLeast(0),
       DEFAULT_DETECT_SETTINGS.policy.maxAttempts - 1,
     )
     .option(
       "--backoff <ms>",
       "wait before the first retry (doubles each time)",
-      positiveInt,
+      integerAtLeast(1),
       DEFAULT_DETECT_SETTINGS.policy.backoffMs,
     )
-    .option("--query-budget <n>", "most key images that may be sent (default: K + M)", positiveInt)
+    .option(
+      "--query-budget <n>",
+      "most key images that may be sent (default: K + M)",
+      integerAtLeast(1),
+    )
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const required = validateRequired(options);
@@ -233,20 +238,6 @@ function renderCombined(combined: CombinedResult): string {
     `Fisher over ${combined.reports.length} runs: χ² = ${combined.statistic.toFixed(3)} with ${combined.degrees_of_freedom} degrees of freedom, log10 p = ${combined.log10_p.toFixed(3)} → ${combined.verdict.toUpperCase()} at α = ${combined.alpha}`,
   );
   return lines.join("\n");
-}
-
-function positiveInt(value: string): number {
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < 1)
-    throw new InvalidArgumentError(`expected an integer ≥ 1, received "${value}".`);
-  return number;
-}
-
-function nonNegativeInt(value: string): number {
-  const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < 0)
-    throw new InvalidArgumentError(`expected an integer ≥ 0, received "${value}".`);
-  return number;
 }
 
 function probability(value: string): number {

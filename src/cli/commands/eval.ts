@@ -7,6 +7,7 @@ import { resolveDataset, wireDataset } from "../../train/dataset.ts";
 import { describeMetrics, evaluateCheckpoint, type EvalResult } from "../../train/train.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
+import { deviceOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -21,11 +22,7 @@ export function register(program: Command): void {
         .choices(["test", "train"] as const)
         .default("test" as const),
     )
-    .addOption(
-      new Option("--device <device>", "where the worker computes")
-        .choices(["auto", "cpu", "cuda"] as const)
-        .default("auto" as const),
-    )
+    .addOption(deviceOption())
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const dataset = await resolveDataset({

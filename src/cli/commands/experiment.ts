@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { CheckFailedError, UsageError } from "../../errors.ts";
+import { CheckFailedError } from "../../errors.ts";
 import { planExperiment } from "../../experiment/dry-run.ts";
 import { renderPlan } from "../../experiment/plan.ts";
 import { PROFILE_NAMES, profileFor } from "../../experiment/profiles.ts";
@@ -13,6 +13,7 @@ import { renderTable, type ExperimentReport } from "../../experiment/report.ts";
 import { runExperiment } from "../../experiment/run.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
+import { deviceOption, integerAtLeast } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -43,14 +44,10 @@ export function register(program: Command): void {
     .option(
       "--gpus <n>",
       "GPUs to train on, one torchrun process each (crafting uses one)",
-      parseGpus,
+      integerAtLeast(1),
       1,
     )
-    .addOption(
-      new Option("--device <device>", "where the worker computes")
-        .choices(["auto", "cpu", "cuda"] as const)
-        .default("auto" as const),
-    )
+    .addOption(deviceOption())
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const profile = profileFor(options.profile);
@@ -79,17 +76,6 @@ export function register(program: Command): void {
       });
       terminal.result(report, () => renderSummary(report));
     });
-}
-
-function parseGpus(value: string): number {
-  const gpus = Number(value);
-  if (!/^\d+$/.test(value) || gpus < 1) {
-    throw new UsageError(
-      "option-invalid",
-      `--gpus expects a whole number >= 1; received "${value}".`,
-    );
-  }
-  return gpus;
 }
 
 function renderSummary(report: ExperimentReport): string {

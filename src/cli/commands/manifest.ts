@@ -3,7 +3,7 @@
  * against a manifest. The root hash is the dataset identity used to derive keys and the signing
  * set, and it is bound into the commitment (METHOD.md, Publication).
  */
-import { InvalidArgumentError, type Command } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import { resolve } from "node:path";
 import { ExitCode } from "../../errors.ts";
 import {
@@ -13,12 +13,7 @@ import {
   type VerifyResult,
 } from "../../manifest/index.ts";
 import { contextFor } from "../context.ts";
-
-function positiveInteger(value: string): number {
-  if (!/^[1-9]\d*$/.test(value.trim()))
-    throw new InvalidArgumentError(`expected a positive integer; received "${value}".`);
-  return Number(value);
-}
+import { integerAtLeast } from "../options.ts";
 
 function describeSummary(summary: ManifestSummary): string {
   const splits = Object.entries(summary.splits)
@@ -62,7 +57,7 @@ export function register(program: Command): void {
       "--out <base>",
       "write <base>.json and <base>.entries.jsonl (default: <dataset>.manifest beside the dataset)",
     )
-    .option("--threads <n>", "hashing threads (default: available CPUs)", positiveInteger)
+    .option("--threads <n>", "hashing threads (default: available CPUs)", integerAtLeast(1))
     .action(async (dataset, options, command) => {
       const { terminal, signal } = contextFor(command);
       const out = options.out ?? `${resolve(dataset)}.manifest`;

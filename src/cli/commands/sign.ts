@@ -12,6 +12,7 @@ import {
 } from "../../sign/signing-set.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
+import { deviceOption, finiteNumber, integerAtLeast } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -37,55 +38,31 @@ export function register(program: Command): void {
     .option(
       "--eps <1/255>",
       "perturbation bound ε in units of 1/255, in (0, 255]",
-      parseNumber("--eps"),
+      finiteNumber,
       16,
     )
     .option(
       "--budget <fraction>",
       `signing budget as a fraction of the training split (default ${DEFAULT_BUDGET_FRACTION})`,
-      parseNumber("--budget"),
+      finiteNumber,
     )
-    .option(
-      "--per-key <n>",
-      "signing images per key (instead of --budget)",
-      parseInteger("--per-key"),
-    )
-    .option("--keys <K>", "number of keys", parseInteger("--keys"), 10)
+    .option("--per-key <n>", "signing images per key (instead of --budget)", integerAtLeast(0))
+    .option("--keys <K>", "number of keys", integerAtLeast(0), 10)
     .option(
       "--key-resolution <px>",
       "key image side before upsampling (default: a quarter of the input size, at most 64)",
-      parseInteger("--key-resolution"),
+      integerAtLeast(0),
     )
-    .option("--steps <n>", "optimisation steps per restart", parseInteger("--steps"), 250)
-    .option(
-      "--restarts <R>",
-      "random restarts; the best per key is kept",
-      parseInteger("--restarts"),
-      1,
-    )
-    .option(
-      "--step-size <fraction>",
-      "signed-Adam step as a fraction of ε",
-      parseNumber("--step-size"),
-      0.1,
-    )
-    .option(
-      "--aug-draws <n>",
-      "differentiable augmentation draws per step",
-      parseInteger("--aug-draws"),
-      2,
-    )
+    .option("--steps <n>", "optimisation steps per restart", integerAtLeast(0), 250)
+    .option("--restarts <R>", "random restarts; the best per key is kept", integerAtLeast(0), 1)
+    .option("--step-size <fraction>", "signed-Adam step as a fraction of ε", finiteNumber, 0.1)
+    .option("--aug-draws <n>", "differentiable augmentation draws per step", integerAtLeast(0), 2)
     .addOption(
       new Option("--perceptual <kind>", "perceptual penalty")
         .choices(["none", "ssim", "lpips"] as const)
         .default("none" as const),
     )
-    .option(
-      "--perceptual-weight <λ>",
-      "weight of the perceptual penalty",
-      parseNumber("--perceptual-weight"),
-      0.01,
-    )
+    .option("--perceptual-weight <λ>", "weight of the perceptual penalty", finiteNumber, 0.01)
     .option(
       "--lpips-weights <path>",
       "local LPIPS weights file (required with --perceptual lpips; never downloaded)",
@@ -93,21 +70,17 @@ export function register(program: Command): void {
     .option(
       "--chunk-size <n>",
       "signing images per gradient chunk (bounds accelerator memory)",
-      parseInteger("--chunk-size"),
+      integerAtLeast(0),
       64,
     )
     .option(
       "--seed <n>",
       "crafting seed (initialisation and augmentation draws)",
-      parseInteger("--seed"),
+      integerAtLeast(0),
       0,
     )
     .option("--link", "hard-link unchanged files instead of copying them")
-    .addOption(
-      new Option("--device <device>", "where the worker computes")
-        .choices(["auto", "cpu", "cuda"] as const)
-        .default("auto" as const),
-    )
+    .addOption(deviceOption())
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const budget = resolveBudget(options);
@@ -199,27 +172,4 @@ function renderOutcome(outcome: SignOutcome): string {
 
 function mean(values: number[]): number {
   return values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-function parseNumber(flag: string): (value: string) => number {
-  return (value) => {
-    const number = Number(value);
-    if (value.trim() === "" || !Number.isFinite(number)) {
-      throw new UsageError("option-invalid", `${flag} expects a number; received "${value}".`);
-    }
-    return number;
-  };
-}
-
-function parseInteger(flag: string): (value: string) => number {
-  return (value) => {
-    const number = Number(value);
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(number)) {
-      throw new UsageError(
-        "option-invalid",
-        `${flag} expects a whole number >= 0; received "${value}".`,
-      );
-    }
-    return number;
-  };
 }

@@ -6,12 +6,7 @@
 import { InvalidArgumentError, type Command } from "@commander-js/extra-typings";
 import { binomialTest, fisherCombine } from "../../stats/index.ts";
 import { contextFor } from "../context.ts";
-
-function integer(value: string): number {
-  if (!/^\d+$/.test(value.trim()))
-    throw new InvalidArgumentError(`expected a non-negative integer; received "${value}".`);
-  return Number(value);
-}
+import { integerAtLeast } from "../options.ts";
 
 function log10Value(value: string, previous: number[] = []): number[] {
   const parsed = Number(value);
@@ -34,10 +29,10 @@ export function register(program: Command): void {
   stats
     .command("binomial")
     .description("log10 P[X ≥ hits] for X ~ Binomial(keys, top-k/classes): the detection p-value.")
-    .requiredOption("--hits <h>", "keys whose label was in the model's top k", integer)
-    .requiredOption("--keys <K>", "keys queried", integer)
-    .requiredOption("--top-k <k>", "k of the top-k test", integer)
-    .requiredOption("--classes <C>", "classes of the model", integer)
+    .requiredOption("--hits <h>", "keys whose label was in the model's top k", integerAtLeast(0))
+    .requiredOption("--keys <K>", "keys queried", integerAtLeast(0))
+    .requiredOption("--top-k <k>", "k of the top-k test", integerAtLeast(0))
+    .requiredOption("--classes <C>", "classes of the model", integerAtLeast(0))
     .action((options, command) => {
       const { terminal } = contextFor(command);
       const result = binomialTest({

@@ -8,6 +8,7 @@ import { resolveDataset, wireDataset } from "../../train/dataset.ts";
 import { describeMetrics, trainModel, type TrainResult } from "../../train/train.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
+import { deviceOption, integerAtLeast } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -28,10 +29,10 @@ export function register(program: Command): void {
         .choices(["simple", "deit3"] as const)
         .default("simple" as const),
     )
-    .requiredOption("--epochs <n>", "epochs to train", positiveInteger)
+    .requiredOption("--epochs <n>", "epochs to train", integerAtLeast(1))
     .requiredOption("--out <dir>", "the checkpoint folder")
-    .option("--seed <n>", "model initialisation seed", nonNegativeInteger, 0)
-    .option("--data-seed <n>", "data order seed (separate from --seed)", nonNegativeInteger, 0)
+    .option("--seed <n>", "model initialisation seed", integerAtLeast(0), 0)
+    .option("--data-seed <n>", "data order seed (separate from --seed)", integerAtLeast(0), 0)
     .option(
       "--set <key=value...>",
       "recipe setting over its default, e.g. --set lr=0.1 batch_size=256",
@@ -40,14 +41,10 @@ export function register(program: Command): void {
     .option(
       "--nproc-per-node <n>",
       "data-parallel processes (torchrun) on this machine",
-      positiveInteger,
+      integerAtLeast(1),
       1,
     )
-    .addOption(
-      new Option("--device <device>", "where the worker computes")
-        .choices(["auto", "cpu", "cuda"] as const)
-        .default("auto" as const),
-    )
+    .addOption(deviceOption())
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
       const dataset = await resolveDataset({
@@ -113,16 +110,4 @@ function parseValue(text: string): unknown {
   } catch {
     return text; // a bare word such as adamw
   }
-}
-
-function positiveInteger(value: string): number {
-  if (!/^[1-9]\d*$/.test(value.trim()))
-    throw new InvalidArgumentError(`expected a positive integer; received "${value}".`);
-  return Number(value);
-}
-
-function nonNegativeInteger(value: string): number {
-  if (!/^\d+$/.test(value.trim()))
-    throw new InvalidArgumentError(`expected an integer ≥ 0; received "${value}".`);
-  return Number(value);
 }
