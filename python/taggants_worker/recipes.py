@@ -16,7 +16,10 @@ paper's "≠ augmentations" scenario is the DeiT-III recipe (3-Augment, Mixup, C
 Adaptation to small gray images (≤ 64 px, e.g. Fashion-MNIST 28×28): the resized crop keeps
 at least 25 % of the area instead of 8 %, the Gaussian blur's σ shrinks with the image
 (DeiT-III's 0.1–2 px at 224 px), grayscale is a no-op on one channel and colour jitter's
-saturation only acts on RGB. Every setting can be overridden; the resolved configuration is
+saturation only acts on RGB, and LAMB runs at 1e-2 per 256 images with half an epoch of
+warm-up: at DeiT-III's 3e-3 per 2048 images a compact CNN stays at chance for the few epochs a
+CPU run affords (9.5 % top-1 after 2 epochs on 20 000 Fashion-MNIST images; 74.9 % after 6 with
+the adapted rate). Every setting can be overridden; the resolved configuration is
 recorded in the checkpoint.
 """
 
@@ -97,10 +100,10 @@ def default_recipe(name: str, *, image_size: int) -> RecipeConfig:
             mixup=0.8,
             cutmix=1.0,
             optimizer="lamb",
-            lr=3e-3,
-            lr_base_batch=2048,
+            lr=1e-2 if small else 3e-3,
+            lr_base_batch=256 if small else 2048,
             weight_decay=0.05 if small else 0.02,
-            warmup_epochs=1.0 if small else 5.0,
+            warmup_epochs=0.5 if small else 5.0,
             warmup_lr=1e-6,
             min_lr=1e-5,
             loss="bce",

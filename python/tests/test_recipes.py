@@ -21,8 +21,8 @@ def test_deit3_scales_its_learning_rate_linearly_with_the_batch():
     assert (paper.mixup, paper.cutmix, paper.color_jitter) == (0.8, 1.0, 0.3)
     assert paper.scaled_lr() == pytest.approx(3e-3)
     small = resolve_recipe("deit3", image_size=28, overrides={"batch_size": 512})
-    assert small.scaled_lr() == pytest.approx(3e-3 / 4)
-    assert small.scaled_lr(world_size=4) == pytest.approx(3e-3)
+    assert small.scaled_lr() == pytest.approx(2e-2)
+    assert small.scaled_lr(world_size=4) == pytest.approx(8e-2)
 
 
 def test_simple_crops_with_padding_on_small_images_and_resized_crops_on_large_ones():
