@@ -37,8 +37,13 @@ def save_checkpoint(
     record: dict[str, Any],
     train_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint folder `out` atomically; returns its path."""
+    """Write the checkpoint folder `out` atomically; returns its path.
+
+    `out` must be missing or an earlier checkpoint: the swap replaces the whole folder, so
+    anything else at that path (a user's folder, a file) is refused rather than deleted.
+    """
     out = Path(out)
+    validate_checkpoint_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -54,6 +59,19 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def validate_checkpoint_target(out: Path) -> None:
+    """Raise ValueError unless `out` is missing or a checkpoint folder (it will be replaced)."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink() and (out / RECORD_FILE).is_file():
+        return
+    kind = "a file" if out.is_file() else "a folder that is not a checkpoint"
+    raise ValueError(
+        f"{out} is {kind}; a checkpoint is written only to a new path or over an earlier "
+        f"checkpoint (a folder with {RECORD_FILE}). Choose another output path."
+    )
 
 
 def load_checkpoint(

@@ -37,6 +37,7 @@ from .checkpoint import (
     load_record,
     load_train_state,
     save_checkpoint,
+    validate_checkpoint_target,
 )
 from .data import DatasetSpec, ImageDataset, TensorImageDataset, open_dataset
 from .distributed import SINGLE_PROCESS, DistInfo
@@ -102,6 +103,7 @@ def train_model(
     device = device or torch.device("cpu")
     if epochs < 1:
         raise ValueError(f"epochs must be ≥ 1, got {epochs}")
+    validate_checkpoint_target(Path(out))
     dataset = open_dataset(data, channels=channels)
     plan = make_plan(
         dataset=dataset,

@@ -81,6 +81,21 @@ def test_a_checkpoint_folder_refuses_a_run_with_other_settings(tiny, tmp_path):
         run(tiny, tmp_path / "ck", epochs=2)
 
 
+def test_training_refuses_an_output_path_that_is_not_a_checkpoint(tiny, tmp_path):
+    folder = tmp_path / "user-folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        run(tiny, folder, epochs=1)
+    assert (folder / "notes.txt").read_text() == "precious"
+
+    a_file = tmp_path / "results.json"
+    a_file.write_text("{}")
+    with pytest.raises(ValueError, match="is a file"):
+        run(tiny, a_file, epochs=1)
+    assert a_file.read_text() == "{}"
+
+
 def test_different_seeds_give_different_models(tiny, tmp_path):
     run(tiny, tmp_path / "a", epochs=1, seed=0)
     run(tiny, tmp_path / "b", epochs=1, seed=1)
