@@ -38,27 +38,33 @@ export async function verifyManifest(args: {
   const result: VerifyResult = { changed: [], missing: [], added: [] };
   const recorded = readEntries(summary.summaryPath)[Symbol.asyncIterator]();
   const found = flatten(scan.entries({ signal: args.signal }))[Symbol.asyncIterator]();
-  let a = await recorded.next();
-  let b = await found.next();
-  let done = 0;
-  while (!a.done || !b.done) {
-    const order = a.done ? 1 : b.done ? -1 : compareEntries(a.value, b.value);
-    if (order < 0) result.missing.push(entryName(a.value as ManifestEntry));
-    else if (order > 0) result.added.push(entryName(b.value as ManifestEntry));
-    else if (
-      differs(a.value as ManifestEntry, b.value as ManifestEntry, {
-        summary,
-        scanClasses: scan.classes,
-        classesMoved,
-      })
-    ) {
-      result.changed.push(entryName(a.value as ManifestEntry));
+  try {
+    let a = await recorded.next();
+    let b = await found.next();
+    let done = 0;
+    while (!a.done || !b.done) {
+      const order = a.done ? 1 : b.done ? -1 : compareEntries(a.value, b.value);
+      if (order < 0) result.missing.push(entryName(a.value as ManifestEntry));
+      else if (order > 0) result.added.push(entryName(b.value as ManifestEntry));
+      else if (
+        differs(a.value as ManifestEntry, b.value as ManifestEntry, {
+          summary,
+          scanClasses: scan.classes,
+          classesMoved,
+        })
+      ) {
+        result.changed.push(entryName(a.value as ManifestEntry));
+      }
+      if (order <= 0) a = await recorded.next();
+      if (order >= 0) {
+        b = await found.next();
+        if (++done % 1024 === 0) progress?.tick(done);
+      }
     }
-    if (order <= 0) a = await recorded.next();
-    if (order >= 0) {
-      b = await found.next();
-      if (++done % 1024 === 0) progress?.tick(done);
-    }
+  } finally {
+    // On an error mid-way (a tampered entries file, say) close both streams, or the scan's
+    // hashing threads keep the process alive.
+    await Promise.allSettled([recorded.return?.(undefined), found.return?.(undefined)]);
   }
   progress?.stop(
     `${result.changed.length} changed, ${result.missing.length} missing, ${result.added.length} added`,

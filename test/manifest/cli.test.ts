@@ -1,6 +1,6 @@
 import test from "ava";
 import { execa } from "execa";
-import { rm, stat } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { copyFixture } from "./helpers.ts";
@@ -37,4 +37,23 @@ test("`manifest` writes beside the dataset and `manifest verify` exits 1 once a 
     missing: ["train/Shirt/00018.png"],
     added: [],
   });
+});
+
+test("`manifest verify` on a tampered entries file reports it and exits instead of hanging", async (t) => {
+  const root = await copyFixture(t, "imagefolder");
+  const built = await taggants("--json", "manifest", root);
+  t.is(built.exitCode, 0, built.stderr);
+  const entries = `${root}.manifest.entries.jsonl`;
+  const lines = (await readFile(entries, "utf8")).split("\n");
+  lines[0] = lines[0]!.replace(/"size":\d+/, '"size":1');
+  await writeFile(entries, lines.join("\n"));
+
+  const verify = await execa(
+    "node",
+    ["--import", "tsx", MAIN, "manifest", "verify", root, "--manifest", `${root}.manifest.json`],
+    { reject: false, timeout: 60_000 },
+  );
+  t.false(verify.timedOut, "manifest verify did not exit");
+  t.is(verify.exitCode, 1);
+  t.regex(verify.stderr, /manifest-root-mismatch/);
 });
