@@ -18,13 +18,31 @@ export interface CommandContext {
 
 const interrupt = new AbortController();
 let interruptsSeen = 0;
+let interruptExitCode: number | undefined;
 
-/** Install once, from main: the first signal aborts, the second exits at once. */
+/** 130 (SIGINT) or 143 (SIGTERM) once the user interrupted the command, else undefined. */
+export function exitCodeAfterInterrupt(): number | undefined {
+  return interruptExitCode;
+}
+
+/**
+ * After the first signal the command has this long to stop its worker and clean up before the
+ * process exits anyway, so a supervisor's single SIGTERM always ends taggants.
+ */
+export const SIGNAL_GRACE_MS = 15_000;
+
+/** Exit status after a signal: 128 + the signal's number, as shells report it. */
+const SIGNAL_EXIT_CODES: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/** Install once, from main: the first signal aborts, the second (or the grace time) exits. */
 export function installSignalHandlers(): void {
   const onSignal = (name: NodeJS.Signals): void => {
+    const exitCode = SIGNAL_EXIT_CODES[name] ?? 130;
     interruptsSeen += 1;
-    if (interruptsSeen > 1) process.exit(130);
+    interruptExitCode = exitCode;
+    if (interruptsSeen > 1) process.exit(exitCode);
     interrupt.abort(new Error(`interrupted by ${name}`));
+    setTimeout(() => process.exit(exitCode), SIGNAL_GRACE_MS).unref();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

@@ -5,7 +5,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { ExitCode, TaggantsError } from "../errors.ts";
-import { installSignalHandlers } from "./context.ts";
+import { exitCodeAfterInterrupt, installSignalHandlers } from "./context.ts";
 import { Terminal } from "./terminal.ts";
 import type { RegisterCommand } from "./context.ts";
 import * as detectCommand from "./commands/detect.ts";
@@ -66,13 +66,18 @@ function reportFailure(error: unknown, verbose: boolean): number {
     return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   }
   const terminal = new Terminal();
+  const interrupted = exitCodeAfterInterrupt();
   if (error instanceof TaggantsError) {
     terminal.error(`${error.message} [${error.code}]`);
     if (verbose && error.cause) terminal.error(`caused by: ${describeCause(error.cause)}`);
-    return error.exitCode;
+    return interrupted ?? error.exitCode;
   }
-  terminal.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
-  return ExitCode.runtime;
+  // An error no command turned into a TaggantsError (an I/O error, say): its message names the
+  // operation and the path; the stack is for bug reports.
+  terminal.error(error instanceof Error ? error.message : String(error));
+  if (verbose) terminal.error(describeCause(error));
+  else terminal.error("run again with --verbose for the stack trace");
+  return interrupted ?? ExitCode.runtime;
 }
 
 function describeCause(cause: unknown): string {
