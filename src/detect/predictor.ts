@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import type { Terminal } from "../cli/terminal.ts";
-import { startWorker } from "../worker/client.ts";
+import { startWorker, type Worker } from "../worker/client.ts";
 import { Tensor } from "../worker/tensor.ts";
 
 export interface ImageBatch {
@@ -67,7 +67,7 @@ export async function loadCheckpointInfo(path: string): Promise<CheckpointInfo> 
   };
 }
 
-/** Start a worker and predict with `checkpoint` on it. */
+/** Start a worker and predict with `checkpoint` on it; closing the predictor stops the worker. */
 export async function startCheckpointPredictor(options: {
   checkpoint: string;
   terminal: Terminal;
@@ -75,20 +75,35 @@ export async function startCheckpointPredictor(options: {
 }): Promise<Predictor> {
   const worker = await startWorker({ terminal: options.terminal, signal: options.signal });
   return {
+    ...workerPredictor({ worker, checkpoint: options.checkpoint, signal: options.signal }),
+    close: () => worker.close(),
+  };
+}
+
+/**
+ * Predict with `checkpoint` on a worker the caller owns (closing the predictor leaves the worker
+ * running): the experiment detects on the worker that trained the suspect.
+ */
+export function workerPredictor(options: {
+  worker: Worker;
+  checkpoint: string;
+  signal?: AbortSignal;
+}): Predictor {
+  return {
     async predict(images, topK, signal) {
       const tensor = new Tensor(
         "uint8",
         [images.count, images.channels, images.height, images.width],
         images.data,
       );
-      const result = await worker.request<{ top_k: Tensor }>(
+      const result = await options.worker.request<{ top_k: Tensor }>(
         "predict",
         { checkpoint: options.checkpoint, images: tensor, top_k: topK },
         { signal: signal ?? options.signal },
       );
       return rowsOf(result.top_k, images.count, topK);
     },
-    close: () => worker.close(),
+    close: async () => {},
   };
 }
 

@@ -25,7 +25,7 @@ import { chmod, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Terminal } from "../cli/terminal.ts";
 import { runDetection, DEFAULT_DETECT_SETTINGS } from "../detect/detect.ts";
-import type { Predictor } from "../detect/predictor.ts";
+import { workerPredictor } from "../detect/predictor.ts";
 import { createKeySecret } from "../keys/secret.ts";
 import { buildManifest, type ManifestSummary } from "../manifest/index.ts";
 import { createdBy } from "../manifest/version.ts";
@@ -36,7 +36,6 @@ import { fingerprintOf } from "../sign/record.ts";
 import { validateEps255 } from "../sign/signing-set.ts";
 import { fisherCombine } from "../stats/index.ts";
 import type { Worker } from "../worker/client.ts";
-import { Tensor } from "../worker/tensor.ts";
 import { prepareData, type ExperimentData } from "./data.ts";
 import { computePsnr, loadSigningPairs, saveTaggantFigure } from "./figure.ts";
 import type { ExperimentProfile, SuspectSpec } from "./profiles.ts";
@@ -410,30 +409,9 @@ async function detect(options: {
     policy: DEFAULT_DETECT_SETTINGS.policy,
     terminal: options.terminal,
     signal: options.signal ?? new AbortController().signal,
-    startPredictor: async (checkpoint) => sharedWorkerPredictor(options.worker, checkpoint),
+    startPredictor: async (checkpoint) => workerPredictor({ worker: options.worker, checkpoint }),
   });
   return { hits: report.result.keys.hits, log10P: report.result.keys.log10_p };
-}
-
-/** `predict` on the experiment's worker, so detection needs no second worker process. */
-function sharedWorkerPredictor(worker: Worker, checkpoint: string): Predictor {
-  return {
-    async predict(images, topK, signal) {
-      const tensor = new Tensor(
-        "uint8",
-        [images.count, images.channels, images.height, images.width],
-        images.data,
-      );
-      const result = await worker.request<{ top_k: Tensor }>(
-        "predict",
-        { checkpoint, images: tensor, top_k: topK },
-        { signal },
-      );
-      const values = Array.from(result.top_k.values() as BigInt64Array, Number);
-      return Array.from({ length: images.count }, (_, i) => values.slice(i * topK, (i + 1) * topK));
-    },
-    close: async () => {},
-  };
 }
 
 async function drawFigure(options: {
