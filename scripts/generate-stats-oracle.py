@@ -10,7 +10,7 @@ Writes test/fixtures/stats-oracle.json, which test/stats/*.test.ts compare again
   float64 exactly as the tests evaluate them;
 - clopper_pearson: scipy's beta quantiles.
 
-Run: /root/.cache/taggants/devvenv/bin/python scripts/generate-stats-oracle.py
+Run: node scripts/run-python.mjs scripts/generate-stats-oracle.py
 """
 
 from __future__ import annotations
