@@ -173,4 +173,23 @@ def _apply(config: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfig:
             f"unknown recipe settings {sorted(unknown)}; valid settings: {', '.join(sorted(names))}"
         )
     changes = {k: tuple(v) if k == "rrc_scale" else v for k, v in overrides.items()}
+    for name, value in changes.items():
+        _validate_setting_type(name, value, default=getattr(config, name))
     return dataclasses.replace(config, **changes)
+
+
+def _validate_setting_type(name: str, value: Any, *, default: Any) -> None:
+    """Refuse an override whose type differs from the setting's (e.g. lr="abc")."""
+    if default is None:  # the optional numeric settings (grad_clip, drop_path_rate, ...)
+        ok = value is None or isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(
+            f"recipe setting {name}={value!r} should be a {type(default).__name__} "
+            f"like its default {default!r}"
+        )

@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { Terminal } from "../cli/terminal.ts";
 import { TaggantsError } from "../errors.ts";
 import type { Worker } from "../worker/client.ts";
+import { asInputError } from "../worker/errors.ts";
 import type { WireDataset } from "./dataset.ts";
 
 export interface TrainOptions {
@@ -85,7 +86,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     return result;
   } catch (error) {
     bar.stop();
-    throw error;
+    throw asInputError(error);
   }
 }
 
@@ -95,11 +96,15 @@ export async function evaluateCheckpoint(options: {
   checkpoint: string;
   data: WireDataset;
 }): Promise<EvalResult> {
-  const reply = await options.worker.request(
-    "eval",
-    { checkpoint: options.checkpoint, data: options.data },
-    { signal: options.signal },
-  );
+  const reply = await options.worker
+    .request(
+      "eval",
+      { checkpoint: options.checkpoint, data: options.data },
+      { signal: options.signal },
+    )
+    .catch((error: unknown) => {
+      throw asInputError(error);
+    });
   return parseReply(EvalReply, reply, "eval");
 }
 

@@ -3,7 +3,7 @@
  * there was one; a crash or hang also names the stage, the exit code or signal, the last
  * progress event and the tail of the worker's stderr.
  */
-import { TaggantsError } from "../errors.ts";
+import { TaggantsError, UsageError } from "../errors.ts";
 import type { ErrorInfo } from "./protocol.ts";
 
 export interface WorkerErrorOptions {
@@ -49,5 +49,22 @@ function pythonTraceback(info: ErrorInfo): Error {
   const error = new Error(info.message);
   error.name = `Python ${info.type}`;
   error.stack = info.traceback ?? `${info.type}: ${info.message}`;
+  return error;
+}
+
+/** Python exceptions that the worker raises for bad inputs, naming the value and the choices. */
+const INPUT_ERROR_TYPES = new Set(["ValueError", "FileNotFoundError"]);
+
+/**
+ * A worker's complaint about its inputs (an unknown model, a recipe setting of the wrong type, a
+ * missing checkpoint) as a usage error (exit code 2) carrying the worker's own message; any other
+ * error unchanged.
+ */
+export function asInputError(error: unknown): unknown {
+  if (error instanceof WorkerPythonError && INPUT_ERROR_TYPES.has(error.pythonType)) {
+    return new UsageError(`worker_${error.command ?? "request"}_input`, error.pythonMessage, {
+      cause: error,
+    });
+  }
   return error;
 }

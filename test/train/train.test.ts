@@ -145,6 +145,7 @@ test("taggants train refuses an unknown recipe setting with the valid ones", asy
     "--device",
     "cpu",
   ]);
-  t.not(run.exitCode, 0);
+  t.is(run.exitCode, 2, "a bad recipe setting is a usage error");
   t.regex(run.stderr, /unknown recipe settings \['lrr'\]; valid settings/);
+  t.notRegex(run.stderr, /failed in the worker/);
 });
