@@ -6,6 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
+import { dirname } from "node:path";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 
@@ -20,7 +21,22 @@ export async function createKeySecret(path: string): Promise<void> {
   try {
     await writeFileAtomic(path, secret + "\n", { mode: 0o600, exclusive: true });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new UsageError(
+        "key-file-folder-missing",
+        `Cannot create the key file ${path}: its folder ${dirname(path)} does not exist. Create the folder first (mkdir -p ${dirname(path)}).`,
+        { cause: error },
+      );
+    }
+    if (code === "EEXIST" && (await stat(path)).isDirectory()) {
+      throw new UsageError(
+        "key-file-is-folder",
+        `${path} is a folder; expected the path of a new key file, e.g. ${path}/alice.key.`,
+        { cause: error },
+      );
+    }
+    if (code === "EEXIST") {
       throw new UsageError(
         "key-file-exists",
         `A key file already exists at ${path}; refusing to overwrite it (that would lose the keys of every dataset signed with it). Choose another path or move the old file away first.`,

@@ -60,3 +60,15 @@ test("a missing or malformed key file is refused with a usage error", async (t) 
   const malformed = await t.throwsAsync(loadKeySecret(path));
   t.is((malformed as { code?: string }).code, "key-file-invalid");
 });
+
+test("a key file is not created in a missing folder or over a folder, and the message says why", async (t) => {
+  const folder = await temporaryFolder(t);
+  await t.throwsAsync(createKeySecret(join(folder, "missing", "alice.key")), {
+    code: "key-file-folder-missing",
+    message: /does not exist\. Create the folder first/,
+  });
+  await t.throwsAsync(createKeySecret(folder), {
+    code: "key-file-is-folder",
+    message: /is a folder; expected the path of a new key file/,
+  });
+});
