@@ -1,4 +1,4 @@
-"""Entry point: ``python -m taggants_worker --endpoint ipc:///tmp/x.sock [--watch-stdin]``.
+"""Entry point: ``python -m taggants_worker --endpoint ipc://<socket path> [--watch-stdin]``.
 
 Started by the orchestrator (``src/worker/client.ts``), which binds the endpoint first. Logs go
 to stderr as JSON lines; the worker never renders anything for a person.

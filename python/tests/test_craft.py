@@ -312,9 +312,9 @@ def test_the_ssim_penalty_keeps_taggants_closer_to_the_image(sample):
     assert distance(penalised) < distance(free)
 
 
-def test_lpips_is_refused_with_a_message_naming_the_choices(sample):
+def test_lpips_is_refused_with_a_message_naming_the_choices(sample, tmp_path):
     with pytest.raises(ValueError, match="lpips.*never downloads.*'none', 'ssim'"):
-        _craft(sample, steps=1, perceptual="lpips", lpips_weights="/tmp/alex.pth")
+        _craft(sample, steps=1, perceptual="lpips", lpips_weights=str(tmp_path / "alex.pth"))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import { randomInt } from "node:crypto";
 import type { Terminal } from "../cli/terminal.ts";
 import { UsageError } from "../errors.ts";
 import {
+  commitmentJson,
   loadCommitment,
   keyParamsOf,
   validateKeysAgainstCommitment,
@@ -316,15 +317,7 @@ export function uniformImageSize(manifest: ManifestSummary): [number, number] | 
 }
 
 export function commitmentFields(record: CommitmentRecord): CommitmentFields {
-  return {
-    commitment: record.commitment,
-    scheme_version: record.schemeVersion,
-    key_count: record.keyCount,
-    resolution: record.resolution,
-    channels: record.channels,
-    classes: record.classes,
-    dataset_id: record.datasetId,
-    original_root: record.originalRoot,
-    signed_root: record.signedRoot,
-  };
+  // The report carries the commitment file's fields, less its schema and provenance.
+  const { schema, created_by, ...fields } = commitmentJson(record);
+  return fields;
 }

@@ -257,18 +257,7 @@ async function signRepeat(options: {
   const { profile, repeat, privateDir } = options;
   const keyFile = join(privateDir, `repeat-${repeat}.key`);
   if (!(await pathExists(keyFile))) await createKeySecret(keyFile);
-  const {
-    budget,
-    seed,
-    eps255,
-    steps,
-    restarts,
-    stepSize,
-    augDraws,
-    perceptual,
-    perceptualWeight,
-    chunkSize,
-  } = profile.signing;
+  const { budget, seed, ...craft } = profile.signing;
   const outcome = await signDataset(
     {
       data: options.data.root,
@@ -280,17 +269,7 @@ async function signRepeat(options: {
       keyCount: profile.keys.count,
       keyResolution: profile.keys.resolution,
       budget,
-      craft: {
-        eps255,
-        steps,
-        restarts,
-        stepSize,
-        augDraws,
-        perceptual,
-        perceptualWeight,
-        chunkSize,
-        seed: seed + repeat,
-      },
+      craft: { ...craft, seed: seed + repeat },
       link: options.link,
     },
     { worker: options.worker, terminal: options.terminal, signal: options.signal },

@@ -136,7 +136,13 @@ export async function saveCommitment(
     signedRoot: input.signedRoot,
     createdBy: createdBy(),
   };
-  const file = {
+  await writeFileAtomic(path, JSON.stringify(commitmentJson(record), null, 2) + "\n");
+  return record;
+}
+
+/** A commitment record in its public JSON form: the commitment file's snake_case fields. */
+export function commitmentJson(record: CommitmentRecord) {
+  return {
     schema: record.schema,
     commitment: record.commitment,
     scheme_version: record.schemeVersion,
@@ -149,8 +155,6 @@ export async function saveCommitment(
     signed_root: record.signedRoot,
     created_by: record.createdBy,
   };
-  await writeFileAtomic(path, JSON.stringify(file, null, 2) + "\n");
-  return record;
 }
 
 const hexHash = z.string().regex(HEX_HASH);
