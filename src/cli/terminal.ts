@@ -21,7 +21,10 @@ export type ProgressFields = Record<string, string | number>;
 export interface Progress {
   /** Set the absolute count of finished units and the fields shown beside the bar. */
   tick(done: number, fields?: ProgressFields): void;
+  /** The stage finished: "done", with an optional summary. */
   stop(summary?: string): void;
+  /** The stage ended in an error (the caller reports the error itself): never "done". */
+  fail(): void;
 }
 
 /** Minimum time between two plain progress lines for one stage. */
@@ -62,7 +65,7 @@ export class Terminal {
 
   /** A progress bar for a stage of `total` units. Quiet mode shows nothing. */
   progress(label: string, total: number): Progress {
-    if (this.verbosity === "quiet") return { tick: () => {}, stop: () => {} };
+    if (this.verbosity === "quiet") return { tick: () => {}, stop: () => {}, fail: () => {} };
     return this.interactive ? this.barProgress(label, total) : this.plainProgress(label, total);
   }
 
@@ -95,33 +98,51 @@ export class Terminal {
     );
     bar.start(total, 0, { fields: "" });
     this.activeBar = bar;
+    const started = Date.now();
+    const close = (): void => {
+      bar.stop();
+      this.activeBar = undefined;
+    };
     return {
       tick: (done, fields) => bar.update(done, { fields: formatFields(fields) }),
       stop: (summary) => {
-        bar.stop();
-        this.activeBar = undefined;
+        close();
         if (summary) this.info(`${label}: ${summary}`);
+      },
+      fail: () => {
+        close();
+        this.info(`${label}: failed after ${secondsSince(started)} s`);
       },
     };
   }
 
   private plainProgress(label: string, total: number): Progress {
     let lastPrinted = Date.now();
+    let lastDone: number | undefined;
     const started = lastPrinted;
     this.info(`${label}: started (${total} to do)`);
     return {
       tick: (done, fields) => {
         const now = Date.now();
+        // The same count twice (a final tick after the last batch, say) is one line, not two.
+        if (done === lastDone) return;
         if (now - lastPrinted < PLAIN_PROGRESS_INTERVAL_MS && done < total) return;
         lastPrinted = now;
+        lastDone = done;
         this.info(`${label}: ${done}/${total} ${formatFields(fields)}`.trimEnd());
       },
       stop: (summary) => {
-        const seconds = ((Date.now() - started) / 1000).toFixed(1);
-        this.info(`${label}: done in ${seconds} s${summary ? ` — ${summary}` : ""}`);
+        this.info(`${label}: done in ${secondsSince(started)} s${summary ? ` — ${summary}` : ""}`);
+      },
+      fail: () => {
+        this.info(`${label}: failed after ${secondsSince(started)} s`);
       },
     };
   }
+}
+
+function secondsSince(started: number): string {
+  return ((Date.now() - started) / 1000).toFixed(1);
 }
 
 function formatFields(fields: ProgressFields | undefined): string {

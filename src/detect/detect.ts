@@ -118,6 +118,9 @@ export async function runDetection(options: DetectOptions): Promise<DetectOutcom
       concurrency: options.concurrency,
       signal: options.signal,
       onSettled: (done) => progress.tick(done),
+    }).catch((error: unknown) => {
+      progress.fail();
+      throw error;
     });
     progress.stop();
 

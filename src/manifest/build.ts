@@ -106,10 +106,9 @@ async function writeEntries(args: {
     output.end();
     await once(output, "finish");
     await target.commit();
-    progress?.tick(done);
     progress?.stop(`${done} images`);
   } catch (error) {
-    progress?.stop();
+    progress?.fail();
     output.destroy();
     await rm(target.temporary, { force: true });
     throw error;

@@ -61,6 +61,9 @@ export async function verifyManifest(args: {
         if (++done % 1024 === 0) progress?.tick(done);
       }
     }
+  } catch (error) {
+    progress?.fail();
+    throw error;
   } finally {
     // On an error mid-way (a tampered entries file, say) close both streams, or the scan's
     // hashing threads keep the process alive.

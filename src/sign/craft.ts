@@ -81,9 +81,11 @@ export async function craftTaggants(options: {
         });
       },
     });
-  } finally {
-    progress.stop();
+  } catch (error) {
+    progress.fail();
+    throw error;
   }
+  progress.stop();
   const result = parseReply(reply, {
     keys: keys.length,
     perKey: signingIndices[0]!.length,

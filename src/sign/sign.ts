@@ -418,9 +418,11 @@ async function writeDatasetOnce(options: {
       },
     });
     stats = result.stats;
-  } finally {
-    progress?.stop();
+  } catch (error) {
+    progress?.fail();
+    throw error;
   }
+  progress?.stop();
   await writeFile(marker, JSON.stringify(stats) + "\n", { mode: 0o600 });
   return stats;
 }

@@ -85,7 +85,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     bar.stop(describeMetrics(result.metrics));
     return result;
   } catch (error) {
-    bar.stop();
+    bar.fail();
     throw asInputError(error);
   }
 }

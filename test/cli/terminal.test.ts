@@ -1,0 +1,38 @@
+import test from "ava";
+import { PassThrough } from "node:stream";
+import { Terminal } from "../../src/cli/terminal.ts";
+
+function plainTerminal(): { terminal: Terminal; lines: () => string[] } {
+  const stderr = new PassThrough();
+  let text = "";
+  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+  const terminal = new Terminal({ interactive: false, stderr, stdout: new PassThrough() });
+  // Drop the timestamp that plain lines start with.
+  const lines = () =>
+    text
+      .split("\n")
+      .filter((line) => line.length > 0)
+      .map((line) => line.replace(/^\S+ /, ""));
+  return { terminal, lines };
+}
+
+test("a plain progress line for the last count is printed once, even when ticked again", (t) => {
+  const { terminal, lines } = plainTerminal();
+  const progress = terminal.progress("manifest", 3);
+  progress.tick(3);
+  progress.tick(3);
+  progress.stop("3 images");
+  t.deepEqual(lines().slice(0, 2), ["manifest: started (3 to do)", "manifest: 3/3"]);
+  t.is(lines().length, 3);
+  t.regex(lines()[2]!, /^manifest: done in \d+\.\d s — 3 images$/);
+});
+
+test("a stage that fails says so and never says done", (t) => {
+  const { terminal, lines } = plainTerminal();
+  const progress = terminal.progress("crafting taggants", 10);
+  progress.tick(4);
+  progress.fail();
+  const last = lines().at(-1)!;
+  t.regex(last, /^crafting taggants: failed after \d+\.\d s$/);
+  t.false(lines().some((line) => line.includes("done")));
+});
