@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 import type { Terminal } from "../cli/terminal.ts";
 import { startWorker, type Worker } from "../worker/client.ts";
 import { Tensor } from "../worker/tensor.ts";
@@ -48,14 +49,25 @@ const CheckpointRecord = z.looseObject({
 export async function loadCheckpointInfo(path: string): Promise<CheckpointInfo> {
   const file = join(path, "checkpoint.json");
   let record: z.infer<typeof CheckpointRecord>;
+  let text: string;
   try {
-    record = CheckpointRecord.parse(JSON.parse(await readFile(file, "utf8")));
+    text = await readFile(file, "utf8");
   } catch (error) {
     throw new UsageError(
       "checkpoint-invalid",
-      `${path} is not a taggants checkpoint (expected ${file} with "classes"): ${(error as Error).message}`,
+      `${path} is not a taggants checkpoint: cannot read ${file} (${(error as Error).message}). Give a folder written by \`taggants train --out\`.`,
       { cause: error },
     );
+  }
+  try {
+    record = CheckpointRecord.parse(JSON.parse(text));
+  } catch (error) {
+    throw invalidFileError({
+      code: "checkpoint-invalid",
+      file,
+      expected: "a taggants checkpoint record (checkpoint.json with the model's classes)",
+      error,
+    });
   }
   const size = record.input_size?.slice(-2) as [number, number] | undefined;
   return {

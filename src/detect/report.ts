@@ -10,6 +10,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 import type { AnswerFormat, RequestFormat } from "./formats.ts";
 import type { LabelMap } from "./labels.ts";
@@ -143,11 +144,12 @@ export async function loadReport(path: string): Promise<DetectionReport> {
   }
   const parsed = ReportSchema.safeParse(value);
   if (!parsed.success) {
-    throw new UsageError(
-      "detect-report-invalid",
-      `${path} is not a detection report (schema ${REPORT_SCHEMA}): ${parsed.error.message}`,
-      { cause: parsed.error },
-    );
+    throw invalidFileError({
+      code: "detect-report-invalid",
+      file: path,
+      expected: `a detection report (${REPORT_SCHEMA})`,
+      error: parsed.error,
+    });
   }
   return value as DetectionReport;
 }

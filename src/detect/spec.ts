@@ -11,6 +11,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 
 const Size = z.tuple([z.number().int().positive(), z.number().int().positive()]);
 const Channels = z.union([z.literal(1), z.literal(3)]);
@@ -150,11 +151,13 @@ export async function loadAdapterConfig(path: string): Promise<AdapterConfig> {
   try {
     config = AdapterConfig.parse(JSON.parse(text));
   } catch (error) {
-    throw new UsageError(
-      "detect-adapter-config-invalid",
-      `${path} is not a valid adapter config (kind "v2", "torchserve" or "json"; see the README, "Detection against a served model"): ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw invalidFileError({
+      code: "detect-adapter-config-invalid",
+      file: path,
+      expected: `an adapter config (kind "v2", "torchserve" or "json")`,
+      error,
+      hint: `See the README, "Detection against a served model".`,
+    });
   }
   const example = config.kind === "v2" ? /\/v2\/models\/[^/]+/ : /./;
   return {

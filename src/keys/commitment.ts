@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { CheckFailedError, UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 import { createdBy } from "../manifest/version.ts";
 import { validateKeyParams, type Key, type KeyParams } from "./derive.ts";
@@ -175,14 +176,25 @@ const CommitmentFile = z.object({
 
 export async function loadCommitment(path: string): Promise<CommitmentRecord> {
   let parsed: z.infer<typeof CommitmentFile>;
+  let text: string;
   try {
-    parsed = CommitmentFile.parse(JSON.parse(await readFile(path, "utf8")));
+    text = await readFile(path, "utf8");
   } catch (error) {
     throw new UsageError(
       "commitment-file-invalid",
-      `${path} is not a taggants commitment file (schema ${COMMITMENT_SCHEMA}): ${(error as Error).message}`,
+      `Cannot read the commitment file ${path}: ${(error as Error).message}`,
       { cause: error },
     );
+  }
+  try {
+    parsed = CommitmentFile.parse(JSON.parse(text));
+  } catch (error) {
+    throw invalidFileError({
+      code: "commitment-file-invalid",
+      file: path,
+      expected: `a taggants commitment file (${COMMITMENT_SCHEMA})`,
+      error,
+    });
   }
   return {
     schema: parsed.schema,

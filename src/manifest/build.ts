@@ -12,6 +12,7 @@ import { basename, dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Terminal } from "../cli/terminal.ts";
 import { CheckFailedError, UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 import { temporaryFileFor, writeFileAtomic } from "./atomic.ts";
 import {
   EntrySchema,
@@ -129,27 +130,23 @@ export async function loadManifest(path: string): Promise<ManifestSummary> {
       { cause: error },
     );
   }
-  const parsed = SummarySchema.safeParse(safeJson(text));
-  if (!parsed.success) {
-    throw new UsageError(
-      "manifest-invalid",
-      `${summaryPath} is not a ${MANIFEST_SCHEMA} manifest summary: ${parsed.error.message}`,
-      { cause: parsed.error },
-    );
+  let parsed: ManifestFile;
+  try {
+    parsed = SummarySchema.parse(JSON.parse(text));
+  } catch (error) {
+    throw invalidFileError({
+      code: "manifest-invalid",
+      file: summaryPath,
+      expected: `a taggants manifest summary (${MANIFEST_SCHEMA})`,
+      error,
+      hint: "Rebuild it with `taggants manifest <dataset>`.",
+    });
   }
   return {
-    ...parsed.data,
+    ...parsed,
     summaryPath,
-    entriesPath: resolve(dirname(summaryPath), parsed.data.entries),
+    entriesPath: resolve(dirname(summaryPath), parsed.entries),
   };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -183,13 +180,15 @@ export async function* readEntries(
 }
 
 function parseEntryLine(line: string, where: { path: string; lineNumber: number }): ManifestEntry {
-  const parsed = EntrySchema.safeParse(safeJson(line));
-  if (!parsed.success) {
-    throw new UsageError(
-      "manifest-invalid",
-      `${where.path}:${where.lineNumber} is not a manifest entry: ${parsed.error.message}`,
-      { cause: parsed.error },
-    );
+  try {
+    return EntrySchema.parse(JSON.parse(line));
+  } catch (error) {
+    throw invalidFileError({
+      code: "manifest-invalid",
+      file: `${where.path}:${where.lineNumber}`,
+      expected: `a manifest entry (${MANIFEST_SCHEMA})`,
+      error,
+      hint: "Rebuild the manifest with `taggants manifest <dataset>`.",
+    });
   }
-  return parsed.data;
 }

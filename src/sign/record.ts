@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
+import { invalidFileError } from "../invalid-file.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 
 export const SIGNING_RECORD_SCHEMA = "taggants.signing-record/1";
@@ -97,11 +98,12 @@ export async function loadSigningRecord(path: string): Promise<SigningRecord> {
   try {
     return SigningRecordSchema.parse(JSON.parse(text));
   } catch (error) {
-    throw new UsageError(
-      "signing-record-invalid",
-      `${path} is not a taggants signing record (schema ${SIGNING_RECORD_SCHEMA}): ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw invalidFileError({
+      code: "signing-record-invalid",
+      file: path,
+      expected: `a taggants signing record (${SIGNING_RECORD_SCHEMA})`,
+      error,
+    });
   }
 }
 

@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { UsageError } from "../../errors.ts";
+import { invalidFileError } from "../../invalid-file.ts";
 import { exchange, SuspectHttpError } from "../http.ts";
 import type { AnswerFormat, RequestFormat } from "../formats.ts";
 import type { LabelSpace } from "../suspect.ts";
@@ -88,11 +89,12 @@ async function fetchMetadata(
   try {
     return ModelMetadata.parse(JSON.parse(new TextDecoder().decode(body)));
   } catch (error) {
-    throw new UsageError(
-      "detect-suspect-metadata-invalid",
-      `GET ${url} did not return Open Inference Protocol model metadata ({name, inputs, outputs}): ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw invalidFileError({
+      code: "detect-suspect-metadata-invalid",
+      file: `the answer to GET ${url}`,
+      expected: "Open Inference Protocol model metadata ({name, inputs, outputs})",
+      error,
+    });
   }
 }
 
