@@ -6,6 +6,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { ExitCode, TaggantsError } from "../errors.ts";
 import { exitCodeAfterInterrupt, installSignalHandlers } from "./context.ts";
+import { describeOption } from "./options.ts";
 import { Terminal } from "./terminal.ts";
 import type { RegisterCommand } from "./context.ts";
 import * as detectCommand from "./commands/detect.ts";
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
     .option("--json", "print the result as JSON on stdout (logs stay on stderr)")
     .option("-v, --verbose", "more detail, including worker tracebacks")
     .option("-q, --quiet", "only errors and the result")
+    .configureHelp({ optionDescription: describeOption })
     .showHelpAfterError()
     .exitOverride();
   for (const module of commandModules) module.register(program);

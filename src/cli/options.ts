@@ -2,7 +2,7 @@
  * Option parsers and options shared by several commands. A parser throws commander's
  * InvalidArgumentError, which commander reports with the option's name (exit code 2).
  */
-import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { Help, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 
 /** A whole number ≥ `min` (digits only: "1e3" and "2.0" are refused). */
 export function integerAtLeast(min: number): (value: string) => number {
@@ -29,4 +29,22 @@ export function deviceOption() {
   return new Option("--device <device>", "where the worker computes")
     .choices(["auto", "cpu", "cuda"] as const)
     .default("auto" as const);
+}
+
+/**
+ * Options the command's action demands although commander cannot: `detect`'s own options, which
+ * commander would also demand of `detect verify` if they were mandatory. Help marks them required.
+ */
+const requiredByAction = new WeakSet<object>();
+
+export function requiredInAction<T extends Option>(option: T): T {
+  requiredByAction.add(option);
+  return option;
+}
+
+/** Help text of an option, ending in "(required)" when the command cannot run without it. */
+export function describeOption(this: Help, option: Option): string {
+  const described = Help.prototype.optionDescription.call(this, option);
+  const required = option.mandatory || requiredByAction.has(option);
+  return required ? `${described} (required)` : described;
 }

@@ -4,7 +4,7 @@
  * with Fisher's method. Exit codes: 0 detected at α, 1 not detected, 3 inconclusive (the suspect
  * refused or filtered the keys, or the control keys failed) or a runtime failure, 2 usage.
  */
-import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { combineReports, type CombinedResult } from "../../detect/combine.ts";
 import { DEFAULT_DETECT_SETTINGS, runDetection } from "../../detect/detect.ts";
 import { loadReport, type DetectionReport } from "../../detect/report.ts";
@@ -12,7 +12,7 @@ import type { Verdict } from "../../detect/verdict.ts";
 import { verifyReport, type VerifyOutcome } from "../../detect/verify.ts";
 import { CheckFailedError, ExitCode, UsageError } from "../../errors.ts";
 import { contextFor } from "../context.ts";
-import { integerAtLeast } from "../options.ts";
+import { integerAtLeast, requiredInAction } from "../options.ts";
 
 export function register(program: Command): void {
   const detect = program
@@ -21,17 +21,25 @@ export function register(program: Command): void {
       "Test whether a suspect model was trained on the signed dataset (top-k hits on the keys, exact binomial p-value).",
     )
     // Checked in the action, not by commander: commander would demand them of `detect verify` too.
-    .option(
-      "--suspect <spec>",
-      "checkpoint:<dir>, v2:<http://host:port/v2/models/name>, torchserve:<http://host:port/predictions/name>, or an adapter config (.json)",
+    .addOption(
+      requiredInAction(
+        new Option(
+          "--suspect <spec>",
+          "checkpoint:<dir>, v2:<http://host:port/v2/models/name>, torchserve:<http://host:port/predictions/name>, or an adapter config (.json)",
+        ),
+      ),
     )
-    .option("--key-file <path>", "the key secret used for signing")
-    .option("--commitment <path>", "the public commitment file")
-    .option(
-      "--manifest <path>",
-      "the manifest of the signed (or original) dataset of the commitment",
+    .addOption(requiredInAction(new Option("--key-file <path>", "the key secret used for signing")))
+    .addOption(requiredInAction(new Option("--commitment <path>", "the public commitment file")))
+    .addOption(
+      requiredInAction(
+        new Option(
+          "--manifest <path>",
+          "the manifest of the signed (or original) dataset of the commitment",
+        ),
+      ),
     )
-    .option("--out <dir>", "folder for report.json and report.md")
+    .addOption(requiredInAction(new Option("--out <dir>", "folder for report.json and report.md")))
     .option(
       "--top-k <k>",
       "count a hit when the key label is among the suspect's top k",
