@@ -32,6 +32,7 @@ import { runQueries, type PlannedQuery, type QueryRecord } from "./query.ts";
 import {
   REPORT_SCHEMA,
   saveReport,
+  validateReportDestination,
   type CommitmentFields,
   type DetectionReport,
 } from "./report.ts";
@@ -46,6 +47,8 @@ export interface DetectOptions {
   commitment: string;
   manifest: string;
   out: string;
+  /** Replace a report already in `out` (otherwise detection refuses to start). */
+  force?: boolean;
   topK: number;
   /**
    * M control keys: key indices [K, K + M) of the same derivation, never used for signing.
@@ -79,6 +82,7 @@ export const DEFAULT_DETECT_SETTINGS = {
 
 export async function runDetection(options: DetectOptions): Promise<DetectOutcome> {
   const { terminal } = options;
+  await validateReportDestination(options.out, options.force);
   const record = await loadCommitment(options.commitment);
   const manifest = await loadManifest(options.manifest);
   const datasetRole = validateManifestMatches(record, manifest, options.manifest);

@@ -6,7 +6,7 @@
  * statistics, the decision at α, and the tool version. It holds no key image, key label or key
  * secret: `taggants detect verify` re-derives those from the key secret to recompute everything.
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
@@ -118,6 +118,40 @@ const ReportSchema = z.looseObject({
   queries: z.array(QueryRecordSchema),
   result: z.looseObject({ verdict: z.enum(["detected", "not-detected", "inconclusive"]) }),
 });
+
+/**
+ * Refuse, before any query is sent, a folder that already holds a report (unless `force`) or a
+ * path that is a file: a report is evidence, and replacing one silently loses it.
+ */
+export async function validateReportDestination(folder: string, force = false): Promise<void> {
+  const kind = await pathKind(folder);
+  if (kind === "file") {
+    throw new UsageError(
+      "detect-out-not-folder",
+      `--out ${folder} is a file; expected a folder (new or existing) for report.json and report.md.`,
+    );
+  }
+  if (kind === "missing" || force) return;
+  const existing = [];
+  for (const name of ["report.json", "report.md"]) {
+    if ((await pathKind(join(folder, name))) !== "missing") existing.push(join(folder, name));
+  }
+  if (existing.length > 0) {
+    throw new UsageError(
+      "detect-report-exists",
+      `${existing.join(" and ")} already exist${existing.length === 1 ? "s" : ""}: give another --out, or --force to replace the report.`,
+    );
+  }
+}
+
+async function pathKind(path: string): Promise<"file" | "folder" | "missing"> {
+  try {
+    return (await stat(path)).isDirectory() ? "folder" : "file";
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
+    throw error;
+  }
+}
 
 export async function saveReport(
   folder: string,

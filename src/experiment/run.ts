@@ -381,6 +381,8 @@ async function detect(options: {
     commitment: options.signing.commitmentFile,
     manifest: options.signing.manifest,
     out: options.folder,
+    // The run folder is the experiment's own: a re-run replaces its reports.
+    force: true,
     topK: options.profile.detection.topK,
     alpha: REPORT_ALPHA,
     confidence: DEFAULT_DETECT_SETTINGS.confidence,

@@ -316,3 +316,26 @@ test("a local checkpoint is queried through the predictor at key resolution", as
     `queries were batched (${predictor.calls} predict calls)`,
   );
 });
+
+test("detection refuses to replace an existing report unless forced, before sending any query", async (t) => {
+  const fx = await detectionFixture();
+  const server = await serveFake(fx, new FakeModel(10, fx.keys));
+  t.teardown(() => server.close());
+  const suspect = `v2:${server.url}/v2/models/suspect`;
+  const out = join(fx.dir, "kept-report");
+  const { paths } = await detect(fx, suspect, { out });
+  const before = await readFile(paths.json, "utf8");
+
+  const error = await t.throwsAsync(detect(fx, suspect, { out }));
+  t.is((error as { code?: string }).code, "detect-report-exists");
+  t.regex(error!.message, /report\.json and .*report\.md already exist: .*--force/);
+  t.is(await readFile(paths.json, "utf8"), before, "the first report is untouched");
+
+  const forced = await detect(fx, suspect, { out, force: true });
+  t.is(forced.paths.json, paths.json);
+  t.not(await readFile(paths.json, "utf8"), before, "--force writes the new report");
+
+  await writeFile(join(fx.dir, "a-file"), "");
+  const notFolder = await t.throwsAsync(detect(fx, suspect, { out: join(fx.dir, "a-file") }));
+  t.is((notFolder as { code?: string }).code, "detect-out-not-folder");
+});

@@ -40,6 +40,7 @@ export function register(program: Command): void {
       ),
     )
     .addOption(requiredInAction(new Option("--out <dir>", "folder for report.json and report.md")))
+    .option("--force", "replace a report already in --out")
     .option(
       "--top-k <k>",
       "count a hit when the key label is among the suspect's top k",
