@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -58,7 +59,25 @@ def configure_logging(level: str) -> None:
     logging.captureWarnings(True)
 
 
-def watch_stdin() -> None:
+def remove_ipc_endpoint(endpoint: str) -> None:
+    """Remove the socket file of an ``ipc://`` endpoint, once this worker is done with it.
+
+    The orchestrator binds the endpoint and removes the file when it closes the wire; a parent that
+    died (SIGKILL, a crash) cannot, so the exiting worker does. Only a socket file is removed.
+    """
+    if not endpoint.startswith("ipc://"):
+        return
+    path = endpoint[len("ipc://") :]
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logging.getLogger("taggants_worker").warning("could not remove %s: %s", path, error)
+
+
+def watch_stdin(endpoint: str) -> None:
     """Exit the process once stdin closes: the parent died (even by SIGKILL) or let go of us."""
     fd = sys.stdin.fileno()
 
@@ -67,6 +86,7 @@ def watch_stdin() -> None:
         while os.read(fd, 65536):
             pass
         logging.getLogger("taggants_worker").warning("stdin closed: the parent is gone; exiting")
+        remove_ipc_endpoint(endpoint)
         logging.shutdown()
         os._exit(0)
 
@@ -79,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the orchestrator decides what it means for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.watch_stdin:
-        watch_stdin()
+        watch_stdin(args.endpoint)
     started = time.perf_counter()
 
     # Imported here so that the stdin watcher already runs while torch loads (seconds).
@@ -94,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         max_message_bytes=args.max_message_bytes,
         heartbeat_interval_s=args.heartbeat_interval_s,
     )
-    code = serve(settings, device=device)
+    try:
+        code = serve(settings, device=device)
+    finally:
+        remove_ipc_endpoint(args.endpoint)
     log.info("shut down (exit code %d)", code)
     return code
 

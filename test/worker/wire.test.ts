@@ -1,6 +1,7 @@
 // The real worker, driven over a raw socket: it must reject malformed or oversized messages with
 // an error message (naming the request when it can be read) and keep serving.
 import { randomBytes } from "node:crypto";
+import { existsSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import test from "ava";
@@ -19,7 +20,11 @@ import { Tensor } from "../../src/worker/tensor.ts";
 const packr = new Packr({ useRecords: false });
 
 test("the worker rejects malformed and oversized messages and keeps serving", async (t) => {
-  const endpoint = `ipc://${path.join(os.tmpdir(), `taggants-wire-${randomBytes(4).toString("hex")}.ipc`)}`;
+  const endpointPath = path.join(
+    os.tmpdir(),
+    `taggants-wire-${randomBytes(4).toString("hex")}.ipc`,
+  );
+  const endpoint = `ipc://${endpointPath}`;
   const socket = new Dealer({ linger: 0 });
   await socket.bind(endpoint);
   const worker = execa(
@@ -30,6 +35,7 @@ test("the worker rejects malformed and oversized messages and keeps serving", as
   t.teardown(() => {
     worker.kill("SIGKILL");
     socket.close();
+    rmSync(endpointPath, { force: true });
   });
   const next = async (): Promise<Message> => {
     for (;;) {
@@ -80,4 +86,5 @@ test("the worker rejects malformed and oversized messages and keeps serving", as
   await send(encodeMessage({ type: "shutdown" }));
   const exit = await worker;
   t.is(exit.exitCode, 0, "a shutdown message ends the worker cleanly");
+  t.false(existsSync(endpointPath), "the worker removes the ipc socket file as it exits");
 });
