@@ -1,6 +1,7 @@
 /** Dataset manifests: indexing ImageFolder and idx datasets, manifest files, verification. */
 export { buildManifest, loadManifest, readEntries, manifestPaths } from "./build.ts";
 export type { BuildManifestOptions } from "./build.ts";
+export { derivedManifestDir, loadOrBuildDerivedManifest, userCacheDir } from "./derived.ts";
 export { verifyManifest, entryName } from "./verify.ts";
 export type { VerifyResult } from "./verify.ts";
 export { readIdxImages, readIdxLabels, streamIdxImages } from "./idx.ts";

@@ -8,8 +8,10 @@
  *   <dir>.manifest.json, .entries.jsonl   its manifest (public)
  *   <dir>.commitment.json       the commitment to the keys and both root hashes (public)
  *   <record>                    the private signing record (mode 0600)
- *   <record>.work/              private working files: the original's manifest, the crafting
- *                               checkpoint and the crafted taggants (mode 0700)
+ *   <record>.work/              private working files: the crafting checkpoint and the crafted
+ *                               taggants (mode 0700)
+ * Without --manifest, the original's manifest is derived into the per-user cache
+ * (src/manifest/derived.ts), never beside the dataset.
  * Every step is skipped when its result for the same inputs (the record's fingerprint) exists.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -23,6 +25,7 @@ import { loadKeySecret } from "../keys/secret.ts";
 import {
   buildManifest,
   loadManifest,
+  loadOrBuildDerivedManifest,
   readEntries,
   type ManifestSummary,
 } from "../manifest/index.ts";
@@ -117,7 +120,7 @@ export async function signDataset(
   await mkdir(work, { recursive: true, mode: 0o700 });
 
   const original = await timed("manifest", () =>
-    originalManifest({ request, work, terminal, signal: context.signal }),
+    originalManifest({ request, terminal, signal: context.signal }),
   );
   const surrogates = await Promise.all(request.surrogates.map(loadSurrogateInfo));
   const surrogate = validateSurrogates({ surrogates, classes: original.classes });
@@ -276,18 +279,17 @@ export async function signDataset(
 
 async function originalManifest(options: {
   request: SignRequest;
-  work: string;
   terminal: Terminal;
   signal?: AbortSignal;
 }): Promise<ManifestSummary> {
-  const { request, work } = options;
+  const { request } = options;
   if (request.manifest) return loadManifest(request.manifest);
-  return buildManifest({
+  const derived = await loadOrBuildDerivedManifest({
     root: request.data,
-    out: join(work, "original.manifest"),
     terminal: options.terminal,
     signal: options.signal,
   });
+  return derived.manifest;
 }
 
 function validateSurrogates(options: {

@@ -1,16 +1,18 @@
 /**
  * Naming a dataset for the worker: a dataset folder or its manifest becomes the wire form
- * `{manifest, root, split}` (docs/ARCHITECTURE.md, "Worker commands"). A folder without a
- * manifest gets one first, written beside it as `<folder>.manifest.json`, so the worker and the
- * orchestrator agree on what sample i is.
+ * `{manifest, root, split}` (docs/ARCHITECTURE.md, "Worker commands"). A folder is read with the
+ * manifest beside it (`<folder>.manifest.json`, as `taggants manifest` writes it) when there is
+ * one; otherwise with a manifest derived into the per-user cache (src/manifest/derived.ts), never
+ * beside the dataset, which may be read-only. Either way the worker and the orchestrator agree on
+ * what sample i is.
  */
 import { stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Terminal } from "../cli/terminal.ts";
 import { UsageError } from "../errors.ts";
 import {
-  buildManifest,
   loadManifest,
+  loadOrBuildDerivedManifest,
   type ManifestSummary,
   type Split,
 } from "../manifest/index.ts";
@@ -27,7 +29,7 @@ export interface WireDataset {
 export interface ResolvedDataset {
   manifest: ManifestSummary;
   root: string;
-  /** True when this call wrote the manifest. */
+  /** True when this call wrote the manifest (into the per-user cache). */
   built: boolean;
 }
 
@@ -59,14 +61,12 @@ export async function resolveDataset(options: {
   if ((await pathKind(summaryPath)) === "file") {
     return { manifest: await loadManifest(summaryPath), root: data, built: false };
   }
-  options.terminal?.info(`indexing ${data} (no manifest yet): writing ${summaryPath}`);
-  const manifest = await buildManifest({
+  const { manifest, built } = await loadOrBuildDerivedManifest({
     root: data,
-    out: `${data}.manifest`,
     terminal: options.terminal,
     signal: options.signal,
   });
-  return { manifest, root: data, built: true };
+  return { manifest, root: data, built };
 }
 
 /** The wire form of one split; fails clearly when the dataset has no such split. */

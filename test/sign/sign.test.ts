@@ -17,6 +17,7 @@ import { inspectImage } from "../../src/sign/image-codec.ts";
 import { loadSigningRecord } from "../../src/sign/record.ts";
 import { signDataset, signedOutputPaths, type SignRequest } from "../../src/sign/sign.ts";
 import { listFiles } from "../../src/sign/signed-dataset.ts";
+import { resolvePython } from "../../src/env/python.ts";
 import { startWorker, type Worker } from "../../src/worker/client.ts";
 import {
   loadFashionSample,
@@ -34,6 +35,10 @@ let craftLog: string;
 
 test.before(async () => {
   base = await temporaryDirectory("taggants-signing-");
+  // Derived manifests of the original datasets go to the user cache: this file's own (the
+  // worker's interpreter, found through the real cache, is pinned first).
+  process.env.TAGGANTS_PYTHON ??= resolvePython();
+  process.env.XDG_CACHE_HOME = join(base, "cache");
   craftLog = join(base, "craft.log");
   worker = await startWorker({
     terminal: quiet,

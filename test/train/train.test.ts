@@ -1,10 +1,12 @@
 import test from "ava";
 import { execa } from "execa";
-import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseSettings } from "../../src/cli/commands/train.ts";
+import { resolvePython } from "../../src/env/python.ts";
+import { buildManifest } from "../../src/manifest/index.ts";
 import { resolveDataset, wireDataset } from "../../src/train/dataset.ts";
 import { tickTraining } from "../../src/train/train.ts";
 
@@ -18,22 +20,69 @@ async function copyFixture(t: { teardown(fn: () => Promise<void>): void }, name:
   return { folder, dataset: join(folder, name) };
 }
 
-test("a dataset folder without a manifest gets one beside it, then reuses it", async (t) => {
-  const { dataset } = await copyFixture(t, "fashion-mnist-idx");
+// Derived manifests go to the per-user cache: a private one for this file's tests (and the CLI
+// runs below, which inherit the environment). The worker's interpreter, found through the real
+// cache, is pinned first.
+let cacheHome: string;
+test.before(async () => {
+  process.env.TAGGANTS_PYTHON ??= resolvePython();
+  cacheHome = await mkdtemp(join(tmpdir(), "taggants-train-cache-"));
+  process.env.XDG_CACHE_HOME = cacheHome;
+});
+test.after.always(async () => {
+  await rm(cacheHome, { recursive: true, force: true });
+});
+
+test("a dataset folder without a manifest is indexed into the user cache, never beside it, and reused until a file changes", async (t) => {
+  const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
   const first = await resolveDataset({ data: dataset });
   t.true(first.built);
-  t.is(first.manifest.summaryPath, `${dataset}.manifest.json`);
-  const again = await resolveDataset({ data: dataset });
-  t.false(again.built);
-  t.is(again.manifest.root_hash, first.manifest.root_hash);
-  const byManifest = await resolveDataset({ data: `${dataset}.manifest.json` });
-  t.is(byManifest.root, dataset);
-  t.deepEqual(wireDataset(byManifest, "test"), {
-    manifest: `${dataset}.manifest.json`,
+  t.true(first.manifest.summaryPath.startsWith(join(cacheHome, "taggants", "manifests")));
+  t.deepEqual(await readdir(folder), ["fashion-mnist-idx"], "nothing written beside the dataset");
+  t.deepEqual(wireDataset(first, "test"), {
+    manifest: first.manifest.summaryPath,
     root: dataset,
     split: "test",
   });
+
+  const again = await resolveDataset({ data: dataset });
+  t.false(again.built);
+  t.is(again.manifest.root_hash, first.manifest.root_hash);
+
+  const labels = join(dataset, "t10k-labels-idx1-ubyte.gz");
+  await utimes(labels, new Date(), new Date(Date.now() + 5_000));
+  const changed = await resolveDataset({ data: dataset });
+  t.true(changed.built, "a changed file means a new manifest");
 });
+
+test("a manifest beside the dataset folder is used as it is", async (t) => {
+  const { dataset } = await copyFixture(t, "fashion-mnist-idx");
+  const built = await buildManifest({ root: dataset, out: `${dataset}.manifest` });
+  const resolved = await resolveDataset({ data: dataset });
+  t.false(resolved.built);
+  t.is(resolved.manifest.summaryPath, `${dataset}.manifest.json`);
+  t.is(resolved.manifest.root_hash, built.root_hash);
+  const byManifest = await resolveDataset({ data: `${dataset}.manifest.json` });
+  t.is(byManifest.root, dataset);
+});
+
+test.serial(
+  "a cache folder that cannot be created is a clear error naming the ways out",
+  async (t) => {
+    const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
+    await writeFile(join(folder, "a-file"), "");
+    process.env.XDG_CACHE_HOME = join(folder, "a-file", "cache");
+    try {
+      const error = await t.throwsAsync(resolveDataset({ data: dataset }));
+      t.is((error as { code?: string }).code, "manifest-cache-unwritable");
+      t.regex(error!.message, /Cannot create .* for the manifest of .*fashion-mnist-idx/);
+      t.regex(error!.message, /XDG_CACHE_HOME/);
+      t.regex(error!.message, /taggants manifest/);
+    } finally {
+      process.env.XDG_CACHE_HOME = cacheHome;
+    }
+  },
+);
 
 test("a manifest whose name does not say its folder needs --root", async (t) => {
   const { folder, dataset } = await copyFixture(t, "fashion-mnist-idx");
