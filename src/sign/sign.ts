@@ -9,13 +9,13 @@
  *   <dir>.commitment.json       the commitment to the keys and both root hashes (public)
  *   <record>                    the private signing record (mode 0600)
  *   <record>.work/              private working files: the crafting checkpoint and the crafted
- *                               taggants (mode 0700)
+ *                               taggants (mode 0700); made when crafting starts
  * Without --manifest, the original's manifest is derived into the per-user cache
  * (src/manifest/derived.ts), never beside the dataset.
  * Every step is skipped when its result for the same inputs (the record's fingerprint) exists.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join, resolve, sep } from "node:path";
 import sharp from "sharp";
 import type { Progress, Terminal } from "../cli/terminal.ts";
 import { UsageError } from "../errors.ts";
@@ -48,6 +48,7 @@ import {
 import {
   chooseSigningSet,
   resolveImagesPerKey,
+  validateBudget,
   validateEps255,
   validateSurrogateClasses,
   type SigningBudget,
@@ -114,10 +115,9 @@ export async function signDataset(
       timings[stage] = (performance.now() - started) / 1000;
     }
   };
-  validateEps255(request.craft.eps255);
+  validateSignRequest(request);
   const secret = await loadKeySecret(request.keyFile);
   const work = `${resolve(request.record)}.work`;
-  await mkdir(work, { recursive: true, mode: 0o700 });
 
   const original = await timed("manifest", () =>
     originalManifest({ request, terminal, signal: context.signal }),
@@ -174,6 +174,8 @@ export async function signDataset(
     return previous;
   }
 
+  // Only now is there work worth keeping for a resumed run; every usage error came before.
+  await mkdir(work, { recursive: true, mode: 0o700 });
   const crafted = await timed("crafting", () =>
     craftTaggants({
       worker: context.worker,
@@ -275,6 +277,64 @@ export async function signDataset(
   };
   await saveSigningRecord(request.record, record);
   return outcomeOf({ record, request, skipped: false, stats, trainCount: train.labels.length });
+}
+
+/**
+ * Every parameter that can be checked without reading the dataset, so that a bad command line
+ * fails at once, before the indexing and the worker's start-up, and leaves nothing behind.
+ */
+export function validateSignRequest(request: SignRequest): void {
+  validateEps255(request.craft.eps255);
+  validateBudget(request.budget);
+  const { craft } = request;
+  const counts: Array<[string, number | undefined]> = [
+    ["--keys", request.keyCount],
+    ["--key-resolution", request.keyResolution],
+    ["--steps", craft.steps],
+    ["--restarts", craft.restarts],
+    ["--aug-draws", craft.augDraws],
+    ["--chunk-size", craft.chunkSize],
+  ];
+  for (const [flag, value] of counts) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+      throw new UsageError(
+        "sign-option-invalid",
+        `${flag} must be a whole number >= 1; received ${value}.`,
+      );
+    }
+  }
+  if (!(Number.isFinite(craft.stepSize) && craft.stepSize > 0)) {
+    throw new UsageError(
+      "sign-option-invalid",
+      `--step-size is a fraction of ε and must be > 0 (the default is 0.1); received ${craft.stepSize}.`,
+    );
+  }
+  if (!(Number.isFinite(craft.perceptualWeight) && craft.perceptualWeight >= 0)) {
+    throw new UsageError(
+      "sign-option-invalid",
+      `--perceptual-weight must be >= 0; received ${craft.perceptualWeight}.`,
+    );
+  }
+  if (craft.perceptual === "lpips") {
+    throw new UsageError(
+      "sign-option-invalid",
+      "--perceptual lpips is not available: the worker has no LPIPS implementation (see the README, Limitations). Use --perceptual ssim or none.",
+    );
+  }
+  if (request.surrogates.length === 0) {
+    throw new UsageError(
+      "surrogate-missing",
+      "Signing needs at least one surrogate checkpoint (--surrogate <dir>[,<dir>…]).",
+    );
+  }
+  const out = resolve(request.out);
+  const data = resolve(request.data);
+  if (out === data || out.startsWith(`${data}${sep}`) || data.startsWith(`${out}${sep}`)) {
+    throw new UsageError(
+      "sign-out-overlaps-data",
+      `--out ${out} and --data ${data} overlap; the signed dataset needs a folder of its own, outside the original.`,
+    );
+  }
 }
 
 async function originalManifest(options: {

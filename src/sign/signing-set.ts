@@ -28,21 +28,8 @@ export function resolveImagesPerKey(options: {
   keyCount: number;
 }): number {
   const { budget, trainCount, keyCount } = options;
-  if ("perKey" in budget) {
-    if (!Number.isInteger(budget.perKey) || budget.perKey < 1) {
-      throw new UsageError(
-        "budget-invalid",
-        `The number of signing images per key must be an integer >= 1; received ${budget.perKey}.`,
-      );
-    }
-    return budget.perKey;
-  }
-  if (!(budget.fraction > 0 && budget.fraction < 1)) {
-    throw new UsageError(
-      "budget-invalid",
-      `The signing budget must be a fraction of the training set in (0, 1), e.g. 0.001 for 0.1 %; received ${budget.fraction}.`,
-    );
-  }
+  validateBudget(budget);
+  if ("perKey" in budget) return budget.perKey;
   const perKey = Math.floor((budget.fraction * trainCount) / keyCount);
   if (perKey < 1) {
     throw new UsageError(
@@ -54,6 +41,25 @@ export function resolveImagesPerKey(options: {
 }
 
 /** ε in units of 1/255 must lie in (0, 255]. */
+/** A budget is a count ≥ 1 per key or a fraction in (0, 1); checked before any indexing. */
+export function validateBudget(budget: SigningBudget): void {
+  if ("perKey" in budget) {
+    if (!Number.isInteger(budget.perKey) || budget.perKey < 1) {
+      throw new UsageError(
+        "budget-invalid",
+        `The number of signing images per key (--per-key) must be an integer >= 1; received ${budget.perKey}.`,
+      );
+    }
+    return;
+  }
+  if (!(budget.fraction > 0 && budget.fraction < 1)) {
+    throw new UsageError(
+      "budget-invalid",
+      `The signing budget (--budget) must be a fraction of the training set in (0, 1), e.g. 0.001 for 0.1 %; received ${budget.fraction}.`,
+    );
+  }
+}
+
 export function validateEps255(eps255: number): void {
   if (!(Number.isFinite(eps255) && eps255 > 0 && eps255 <= 255)) {
     throw new UsageError(

@@ -16,7 +16,8 @@ import { loadManifest } from "../../src/manifest/index.ts";
 import { inspectImage } from "../../src/sign/image-codec.ts";
 import { loadSigningRecord } from "../../src/sign/record.ts";
 import { signDataset, signedOutputPaths, type SignRequest } from "../../src/sign/sign.ts";
-import { listFiles } from "../../src/sign/signed-dataset.ts";
+import { listFiles, pathExists } from "../../src/sign/signed-dataset.ts";
+import { derivedManifestDir } from "../../src/manifest/index.ts";
 import { resolvePython } from "../../src/env/python.ts";
 import { startWorker, type Worker } from "../../src/worker/client.ts";
 import {
@@ -262,6 +263,25 @@ test.serial("a surrogate trained on other classes is refused before any crafting
   await t.throwsAsync(signDataset(req, { worker, terminal: quiet }), {
     message: /has 2 classes but the dataset has 10/,
   });
+  t.false(await pathExists(`${req.record}.work`), "a usage error leaves no work folder");
+});
+
+test.serial("invalid signing parameters are refused before the dataset is indexed", async (t) => {
+  const root = join(base, "never-indexed");
+  await writeIdxDataset(root, await loadFashionSample(50));
+  const cases: Array<[Partial<SignRequest>, RegExp]> = [
+    [{ budget: { fraction: 0 } }, /--budget\) must be a fraction .* received 0/],
+    [{ budget: { perKey: 0 } }, /--per-key\) must be an integer >= 1/],
+    [{ keyCount: 0 }, /--keys must be a whole number >= 1/],
+    [{ out: join(root, "signed") }, /overlap/],
+  ];
+  for (const [extra, message] of cases) {
+    const req = request(root, "invalid", extra);
+    const error = await t.throwsAsync(signDataset(req, { worker, terminal: quiet }), { message });
+    t.is((error as { exitCode?: number }).exitCode, 2);
+    t.false(await pathExists(`${req.record}.work`), "no work folder");
+  }
+  t.false(await pathExists(derivedManifestDir(root)), "the dataset was not indexed");
 });
 
 async function writeFakeIdxSurrogate(path: string): Promise<void> {

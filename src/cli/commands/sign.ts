@@ -4,12 +4,13 @@
  */
 import { Option, type Command } from "@commander-js/extra-typings";
 import { UsageError } from "../../errors.ts";
-import { signDataset, type SignOutcome } from "../../sign/sign.ts";
 import {
-  DEFAULT_BUDGET_FRACTION,
-  validateEps255,
-  type SigningBudget,
-} from "../../sign/signing-set.ts";
+  signDataset,
+  validateSignRequest,
+  type SignOutcome,
+  type SignRequest,
+} from "../../sign/sign.ts";
+import { DEFAULT_BUDGET_FRACTION, type SigningBudget } from "../../sign/signing-set.ts";
 import { startWorker } from "../../worker/client.ts";
 import { contextFor } from "../context.ts";
 import { deviceOption, finiteNumber, integerAtLeast } from "../options.ts";
@@ -46,17 +47,17 @@ export function register(program: Command): void {
       `signing budget as a fraction of the training split (default ${DEFAULT_BUDGET_FRACTION})`,
       finiteNumber,
     )
-    .option("--per-key <n>", "signing images per key (instead of --budget)", integerAtLeast(0))
-    .option("--keys <K>", "number of keys", integerAtLeast(0), 10)
+    .option("--per-key <n>", "signing images per key (instead of --budget)", integerAtLeast(1))
+    .option("--keys <K>", "number of keys", integerAtLeast(1), 10)
     .option(
       "--key-resolution <px>",
       "key image side before upsampling (default: a quarter of the input size, at most 64)",
-      integerAtLeast(0),
+      integerAtLeast(1),
     )
-    .option("--steps <n>", "optimisation steps per restart", integerAtLeast(0), 250)
-    .option("--restarts <R>", "random restarts; the best per key is kept", integerAtLeast(0), 1)
+    .option("--steps <n>", "optimisation steps per restart", integerAtLeast(1), 250)
+    .option("--restarts <R>", "random restarts; the best per key is kept", integerAtLeast(1), 1)
     .option("--step-size <fraction>", "signed-Adam step as a fraction of ε", finiteNumber, 0.1)
-    .option("--aug-draws <n>", "differentiable augmentation draws per step", integerAtLeast(0), 2)
+    .option("--aug-draws <n>", "differentiable augmentation draws per step", integerAtLeast(1), 2)
     .addOption(
       new Option("--perceptual <kind>", "perceptual penalty")
         .choices(["none", "ssim", "lpips"] as const)
@@ -70,7 +71,7 @@ export function register(program: Command): void {
     .option(
       "--chunk-size <n>",
       "signing images per gradient chunk (bounds accelerator memory)",
-      integerAtLeast(0),
+      integerAtLeast(1),
       64,
     )
     .option(
@@ -83,38 +84,36 @@ export function register(program: Command): void {
     .addOption(deviceOption())
     .action(async (options, command) => {
       const { terminal, signal } = contextFor(command);
-      const budget = resolveBudget(options);
-      validateEps255(options.eps); // before the worker's start-up, which takes seconds
+      const request: SignRequest = {
+        data: options.data,
+        manifest: options.manifest,
+        keyFile: options.keyFile,
+        surrogates: options.surrogate.split(",").filter((path) => path.length > 0),
+        out: options.out,
+        record: options.record,
+        keyCount: options.keys,
+        keyResolution: options.keyResolution,
+        budget: resolveBudget(options),
+        craft: {
+          eps255: options.eps,
+          steps: options.steps,
+          restarts: options.restarts,
+          stepSize: options.stepSize,
+          augDraws: options.augDraws,
+          perceptual: options.perceptual,
+          perceptualWeight: options.perceptual === "none" ? 0 : options.perceptualWeight,
+          lpipsWeights: options.lpipsWeights,
+          chunkSize: options.chunkSize,
+          seed: options.seed,
+        },
+        link: options.link,
+      };
+      // Before the worker's start-up (seconds) and the indexing (minutes on a large dataset).
+      validateSignRequest(request);
       const worker = await startWorker({ terminal, signal, device: options.device });
       let outcome: SignOutcome;
       try {
-        outcome = await signDataset(
-          {
-            data: options.data,
-            manifest: options.manifest,
-            keyFile: options.keyFile,
-            surrogates: options.surrogate.split(",").filter((path) => path.length > 0),
-            out: options.out,
-            record: options.record,
-            keyCount: options.keys,
-            keyResolution: options.keyResolution,
-            budget,
-            craft: {
-              eps255: options.eps,
-              steps: options.steps,
-              restarts: options.restarts,
-              stepSize: options.stepSize,
-              augDraws: options.augDraws,
-              perceptual: options.perceptual,
-              perceptualWeight: options.perceptual === "none" ? 0 : options.perceptualWeight,
-              lpipsWeights: options.lpipsWeights,
-              chunkSize: options.chunkSize,
-              seed: options.seed,
-            },
-            link: options.link,
-          },
-          { worker, terminal, signal },
-        );
+        outcome = await signDataset(request, { worker, terminal, signal });
       } finally {
         await worker.close();
       }
