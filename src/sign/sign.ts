@@ -9,12 +9,14 @@
  *   <dir>.commitment.json       the commitment to the keys and both root hashes (public)
  *   <record>                    the private signing record (mode 0600)
  *   <record>.work/              private working files: the crafting checkpoint and the crafted
- *                               taggants (mode 0700); made when crafting starts
+ *                               taggants (mode 0700); made when crafting starts, kept while the
+ *                               job has not finished (a re-run resumes from it), removed once
+ *                               the signed dataset and the record are written
  * Without --manifest, the original's manifest is derived into the per-user cache
  * (src/manifest/derived.ts), never beside the dataset.
  * Every step is skipped when its result for the same inputs (the record's fingerprint) exists.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import sharp from "sharp";
 import type { Progress, Terminal } from "../cli/terminal.ts";
@@ -276,6 +278,8 @@ export async function signDataset(
     timings_s: timings,
   };
   await saveSigningRecord(request.record, record);
+  // Everything is written: the resumable state has served its purpose.
+  await rm(work, { recursive: true, force: true });
   return outcomeOf({ record, request, skipped: false, stats, trainCount: train.labels.length });
 }
 

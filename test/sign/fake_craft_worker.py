@@ -4,7 +4,8 @@ The real worker serves every other command; `craft` here returns each signing im
 fixed ±ε pattern (clipped to [0, 255]) and a cosine of 0.5 per key, so the TypeScript side can be
 tested end to end (signing set, writers, manifest, commitment, record) without crafting;
 `craft.cosine` answers 0.25 per key.
-Each call appends one line to $FAKE_CRAFT_LOG when set, so tests can count calls.
+Each call appends one line to $FAKE_CRAFT_LOG when set, so tests can count calls. A crafting
+seed of FAILING_SEED makes `craft` fail, as a crashed or refused crafting job would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import taggants_worker.commands  # noqa: F401  (registers the real commands)
 from taggants_worker import registry
 from taggants_worker.__main__ import main
 from taggants_worker.data import DatasetSpec, open_dataset
+
+FAILING_SEED = 999
 
 registry._COMMANDS.pop("craft", None)
 registry._COMMANDS.pop("craft.cosine", None)
@@ -36,8 +39,11 @@ def fake_craft(
     eps_255: float,
     steps: int,
     restarts: int,
+    seed: int = 0,
     **_: Any,
 ) -> dict[str, Any]:
+    if seed == FAILING_SEED:
+        raise RuntimeError(f"crafting failed (the stand-in fails for seed {FAILING_SEED})")
     if os.environ.get("FAKE_CRAFT_LOG"):
         with open(os.environ["FAKE_CRAFT_LOG"], "a") as log:
             log.write(f"craft {signing_indices.shape[0]}x{signing_indices.shape[1]}\n")

@@ -104,6 +104,7 @@ test.serial(
     const outcome = await signDataset(req, { worker, terminal: quiet });
 
     t.false(outcome.skipped);
+    t.false(await pathExists(`${req.record}.work`), "the resumable work folder is removed");
     t.is(outcome.signingImages, 20);
     const record = await loadSigningRecord(req.record);
     t.is((await stat(req.record)).mode & 0o777, 0o600);
@@ -283,6 +284,21 @@ test.serial("invalid signing parameters are refused before the dataset is indexe
   }
   t.false(await pathExists(derivedManifestDir(root)), "the dataset was not indexed");
 });
+
+test.serial(
+  "a crafting job that fails keeps its work folder, so a re-run can resume",
+  async (t) => {
+    const req = request(join(base, "fmnist"), "failing");
+    req.craft.seed = 999; // FAILING_SEED of fake_craft_worker.py
+    await createKeySecret(req.keyFile);
+    await writeFakeIdxSurrogate(req.surrogates[0]!);
+    await t.throwsAsync(signDataset(req, { worker, terminal: quiet }), {
+      message: /crafting failed/,
+    });
+    t.true(await pathExists(`${req.record}.work`));
+    t.false(await pathExists(req.record));
+  },
+);
 
 async function writeFakeIdxSurrogate(path: string): Promise<void> {
   await mkdir(path, { recursive: true });
