@@ -154,7 +154,7 @@ export async function loadAdapterConfig(path: string): Promise<AdapterConfig> {
     throw invalidFileError({
       code: "detect-adapter-config-invalid",
       file: path,
-      expected: `an adapter config (kind "v2", "torchserve" or "json")`,
+      expected: `a valid adapter config (kind "v2", "torchserve" or "json")`,
       error,
       hint: `See the README, "Detection against a served model".`,
     });

@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 import { UsageError } from "../../errors.ts";
-import { invalidFileError } from "../../invalid-file.ts";
+import { describeFirstProblem } from "../../invalid-file.ts";
 import { exchange, SuspectHttpError } from "../http.ts";
 import type { AnswerFormat, RequestFormat } from "../formats.ts";
 import type { LabelSpace } from "../suspect.ts";
@@ -89,12 +89,11 @@ async function fetchMetadata(
   try {
     return ModelMetadata.parse(JSON.parse(new TextDecoder().decode(body)));
   } catch (error) {
-    throw invalidFileError({
-      code: "detect-suspect-metadata-invalid",
-      file: `the answer to GET ${url}`,
-      expected: "Open Inference Protocol model metadata ({name, inputs, outputs})",
-      error,
-    });
+    throw new UsageError(
+      "detect-suspect-metadata-invalid",
+      `GET ${url} did not return Open Inference Protocol model metadata ({name, inputs, outputs}): ${describeFirstProblem(error)}.`,
+      { cause: error },
+    );
   }
 }
 
