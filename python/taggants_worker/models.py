@@ -7,8 +7,8 @@ may be loaded on top.
 
 The CPU-scale presets are a compact CNN (`taggants_cnn`, registered into timm's registry below
 so it is created by name like any timm model) and a small ViT (timm's `VisionTransformer` on
-28×28 inputs with 4×4 patches). The paper-scale presets are `deit3_small_patch16_224`
-(ViT-S with LayerScale), `resnet50` and `convnext_tiny`.
+28×28 inputs with 7×7 patches and average pooling). The paper-scale presets are
+`deit3_small_patch16_224` (ViT-S with LayerScale), `resnet50` and `convnext_tiny`.
 """
 
 from __future__ import annotations
@@ -124,11 +124,30 @@ PRESETS: dict[str, ModelPreset] = {
         {"widths": (16, 32, 64), "pool_size": 3, "hidden": 128},
         description="compact CNN for small gray images (CPU scale)",
     ),
+    # 7×7 patches (16 tokens) and average pooling instead of a class token. Fashion-MNIST, all
+    # 60 000 images, 2 CPU threads, plain loop without flips: 84.2 % after 4 epochs (212 s) and
+    # 86.3 % after 6 (316 s), against 84.9 % after 4 epochs (397 s) with 4×4 patches (49 tokens).
     "vit-small-28": ModelPreset(
         "vit_tiny_patch16_224",
-        {"patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 2.0},
-        recipe_defaults={"simple": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05}},
-        description="small ViT with 4×4 patches for 28×28 images (CPU scale)",
+        {
+            "patch_size": 7,
+            "embed_dim": 128,
+            "depth": 4,
+            "num_heads": 4,
+            "mlp_ratio": 2.0,
+            "class_token": False,
+            "global_pool": "avg",
+        },
+        recipe_defaults={
+            "simple": {
+                "optimizer": "adamw",
+                "lr": 3e-3,
+                "lr_base_batch": 64,
+                "batch_size": 64,
+                "weight_decay": 0.05,
+            }
+        },
+        description="small ViT with 7×7 patches and average pooling for 28×28 images (CPU scale)",
     ),
     "deit3-small": ModelPreset(
         "deit3_small_patch16_224", description="ViT-S/16 with LayerScale (paper scale)"

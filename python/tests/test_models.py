@@ -38,11 +38,12 @@ def test_img_size_reaches_only_models_that_take_it():
     assert "img_size" not in resnet.kwargs
 
 
-def test_the_small_vit_preset_uses_four_pixel_patches_on_28_pixel_images():
+def test_the_small_vit_preset_uses_seven_pixel_patches_on_28_pixel_images():
     spec = model_spec_for("vit-small-28", num_classes=10, in_chans=1, img_size=28)
     model = build_model(spec)
-    assert model.patch_embed.patch_size == (4, 4)
-    assert model.patch_embed.num_patches == 49
+    assert model.patch_embed.patch_size == (7, 7)
+    assert model.patch_embed.num_patches == 16
+    assert model.global_pool == "avg"
 
 
 def test_paper_scale_presets_name_timm_models():
