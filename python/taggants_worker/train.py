@@ -236,7 +236,7 @@ class TrainingRun:
         if self.batches_per_epoch < 1:
             raise ValueError(
                 f"{len(dataset)} images are fewer than one batch of {config.batch_size} per "
-                f"process; lower batch_size"
+                f"process; lower batch_size (e.g. taggants train … --set batch_size=16)"
             )
         self.optimizer = create_optimizer_v2(
             self.bare_model,

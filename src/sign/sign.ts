@@ -175,6 +175,13 @@ export async function signDataset(
     );
     return previous;
   }
+  if ((await pathExists(request.out)) && !(await pathExists(datasetMarker(work, fingerprint)))) {
+    // Checked before crafting, which may take hours; writeSignedDataset checks again.
+    throw new UsageError(
+      "signed-output-exists",
+      `The signed dataset folder ${request.out} already exists and was not made from these inputs. Choose another --out or remove it.`,
+    );
+  }
 
   // Only now is there work worth keeping for a resumed run; every usage error came before.
   await mkdir(work, { recursive: true, mode: 0o700 });
@@ -442,6 +449,11 @@ async function previousOutcome(options: {
   return outcomeOf({ record, request, skipped: true, stats: [], trainCount });
 }
 
+/** Written once the signed dataset is complete, so a re-run after a later failure reuses it. */
+function datasetMarker(work: string, fingerprint: string): string {
+  return join(work, `dataset-${fingerprint.slice(0, 16)}.json`);
+}
+
 async function writeDatasetOnce(options: {
   request: SignRequest;
   original: ManifestSummary;
@@ -453,7 +465,7 @@ async function writeDatasetOnce(options: {
   terminal: Terminal;
 }): Promise<SignedImageStats[]> {
   const { request, crafted, work, fingerprint } = options;
-  const marker = join(work, `dataset-${fingerprint.slice(0, 16)}.json`);
+  const marker = datasetMarker(work, fingerprint);
   if ((await pathExists(marker)) && (await pathExists(request.out))) {
     options.terminal.info(`signing: ${request.out} was already written for these inputs`);
     return JSON.parse(await readFile(marker, "utf8")) as SignedImageStats[];

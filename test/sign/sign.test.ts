@@ -16,6 +16,7 @@ import { loadManifest } from "../../src/manifest/index.ts";
 import { inspectImage } from "../../src/sign/image-codec.ts";
 import { loadSigningRecord } from "../../src/sign/record.ts";
 import { signDataset, signedOutputPaths, type SignRequest } from "../../src/sign/sign.ts";
+import { UsageError } from "../../src/errors.ts";
 import { listFiles, pathExists } from "../../src/sign/signed-dataset.ts";
 import { derivedManifestDir } from "../../src/manifest/index.ts";
 import { resolvePython } from "../../src/env/python.ts";
@@ -150,6 +151,20 @@ test.serial("signing again with the same inputs redoes nothing", async (t) => {
   t.true(outcome.skipped);
   t.is((await readFile(craftLog, "utf8")).split("\n").filter(Boolean).length, callsBefore);
 });
+
+test.serial(
+  "signing other inputs into an existing signed folder is refused before any crafting",
+  async (t) => {
+    const req = request(join(base, "fmnist"), "idx", { keyCount: 3 });
+    const callsBefore = (await readFile(craftLog, "utf8")).split("\n").filter(Boolean).length;
+    await t.throwsAsync(signDataset(req, { worker, terminal: quiet }), {
+      instanceOf: UsageError,
+      message: /already exists and was not made from these inputs/,
+    });
+    t.is((await readFile(craftLog, "utf8")).split("\n").filter(Boolean).length, callsBefore);
+    t.false(await pathExists(`${req.record}.work`));
+  },
+);
 
 test.serial(
   "no public output contains a key image, the key labels, the key secret or a signing index list",

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseSettings } from "../../src/cli/commands/train.ts";
+import { UsageError } from "../../src/errors.ts";
 import { resolvePython } from "../../src/env/python.ts";
 import { buildManifest } from "../../src/manifest/index.ts";
 import { resolveDataset, wireDataset } from "../../src/train/dataset.ts";
@@ -108,7 +109,7 @@ test("recipe settings parse numbers, booleans and lists as JSON and the rest as 
     optimizer: "adamw",
   });
   t.is(parseSettings([]), undefined);
-  t.throws(() => parseSettings(["lr"]), { message: /expected key=value/ });
+  t.throws(() => parseSettings(["lr"]), { instanceOf: UsageError, message: /expects key=value/ });
 });
 
 test("progress events become fractional epochs on the bar", (t) => {

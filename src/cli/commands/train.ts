@@ -2,8 +2,9 @@
  * `taggants train`: train a model on a dataset (Alice's surrogate, or a simulated suspect on a
  * signed dataset) into a checkpoint folder; re-running on the same folder resumes it.
  */
-import { InvalidArgumentError, Option, type Command } from "@commander-js/extra-typings";
+import { Option, type Command } from "@commander-js/extra-typings";
 import { resolve } from "node:path";
+import { UsageError } from "../../errors.ts";
 import { resolveDataset, wireDataset } from "../../train/dataset.ts";
 import { describeMetrics, trainModel, type TrainResult } from "../../train/train.ts";
 import { startWorker } from "../../worker/client.ts";
@@ -59,6 +60,7 @@ export function register(program: Command): void {
           : undefined;
       if (options.eval && !testData)
         terminal.warn(`${dataset.root} has no test split: no accuracy is reported`);
+      const overrides = parseSettings(options.set ?? []);
       const worker = await startWorker({ terminal, signal, device: options.device });
       let result: TrainResult;
       try {
@@ -74,7 +76,7 @@ export function register(program: Command): void {
           out: resolve(options.out),
           seed: options.seed,
           dataSeed: options.dataSeed,
-          overrides: parseSettings(options.set ?? []),
+          overrides,
           nprocPerNode: options.nprocPerNode,
         });
       } finally {
@@ -96,7 +98,10 @@ export function parseSettings(pairs: string[]): Record<string, unknown> | undefi
   for (const pair of pairs) {
     const at = pair.indexOf("=");
     if (at <= 0) {
-      throw new InvalidArgumentError(`expected key=value (e.g. lr=0.1); received "${pair}".`);
+      throw new UsageError(
+        "bad-setting",
+        `--set expects key=value (e.g. --set lr=0.1 batch_size=64); received "${pair}".`,
+      );
     }
     const text = pair.slice(at + 1);
     settings[pair.slice(0, at)] = parseValue(text);
