@@ -22,7 +22,21 @@ export async function createKeySecret(path: string): Promise<void> {
     await writeFileAtomic(path, secret + "\n", { mode: 0o600, exclusive: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") {
+    if (code === "ENOTDIR") {
+      throw new UsageError(
+        "key-file-folder-missing",
+        `Cannot create the key file ${path}: part of its folder path ${dirname(path)} is a file, not a folder. Choose another path.`,
+        { cause: error },
+      );
+    }
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      throw new UsageError(
+        "key-file-folder-not-writable",
+        `Cannot create the key file ${path}: the folder ${dirname(path)} is not writable (permissions or a read-only file system). Choose another path.`,
+        { cause: error },
+      );
+    }
+    if (code === "ENOENT") {
       throw new UsageError(
         "key-file-folder-missing",
         `Cannot create the key file ${path}: its folder ${dirname(path)} does not exist. Create the folder first (mkdir -p ${dirname(path)}).`,

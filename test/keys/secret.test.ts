@@ -71,4 +71,10 @@ test("a key file is not created in a missing folder or over a folder, and the me
     code: "key-file-is-folder",
     message: /is a folder; expected the path of a new key file/,
   });
+  const file = join(folder, "a.key");
+  await createKeySecret(file);
+  await t.throwsAsync(createKeySecret(join(file, "b.key")), {
+    code: "key-file-folder-missing",
+    message: /is a file, not a folder/,
+  });
 });

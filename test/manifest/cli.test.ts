@@ -57,3 +57,15 @@ test("`manifest verify` on a tampered entries file reports it and exits instead 
   t.is(verify.exitCode, 1);
   t.regex(verify.stderr, /manifest-root-mismatch/);
 });
+
+test("`manifest --out` into a missing folder or through a file fails at once with exit 2 and says why", async (t) => {
+  const root = await copyFixture(t, "imagefolder");
+  const missing = await taggants("manifest", root, "--out", join(root, "nowhere", "m"));
+  t.is(missing.exitCode, 2, missing.stderr);
+  t.regex(missing.stderr, /does not exist\. Create it first \(mkdir -p .*nowhere\)/);
+  const file = join(root, "plain-file");
+  await writeFile(file, "x");
+  const throughFile = await taggants("manifest", root, "--out", join(file, "m"));
+  t.is(throughFile.exitCode, 2, throughFile.stderr);
+  t.regex(throughFile.stderr, /is a file, not a folder/);
+});

@@ -13,7 +13,7 @@ import {
   type VerifyResult,
 } from "../../manifest/index.ts";
 import { contextFor } from "../context.ts";
-import { integerAtLeast } from "../options.ts";
+import { integerAtLeast, requireOutputFolder } from "../options.ts";
 
 function describeSummary(summary: ManifestSummary): string {
   const splits = Object.entries(summary.splits)
@@ -61,6 +61,7 @@ export function register(program: Command): void {
     .action(async (dataset, options, command) => {
       const { terminal, signal } = contextFor(command);
       const out = options.out ?? `${resolve(dataset)}.manifest`;
+      await requireOutputFolder(out, "the manifest");
       const summary = await buildManifest({
         root: dataset,
         out,
