@@ -69,6 +69,11 @@ function reportFailure(error: unknown, verbose: boolean): number {
   }
   const terminal = new Terminal();
   const interrupted = exitCodeAfterInterrupt();
+  if (interrupted !== undefined) {
+    terminal.error(
+      "Interrupted. Re-running the same command resumes: training continues from its last epoch checkpoint and signing from its last saved crafting step.",
+    );
+  }
   if (error instanceof TaggantsError) {
     terminal.error(`${error.message} [${error.code}]`);
     if (verbose && error.cause) terminal.error(`caused by: ${describeCause(error.cause)}`);
