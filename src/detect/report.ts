@@ -6,7 +6,7 @@
  * statistics, the decision at α, and the tool version. It holds no key image, key label or key
  * secret: `taggants detect verify` re-derives those from the key secret to recompute everything.
  */
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
@@ -17,6 +17,7 @@ import type { LabelMap } from "./labels.ts";
 import type { QueryRecord } from "./query.ts";
 import type { LabelSpace } from "./suspect.ts";
 import type { DetectionResult } from "./verdict.ts";
+import { pathKind } from "../paths.ts";
 
 export const REPORT_SCHEMA = "taggants.detection-report/1";
 
@@ -141,15 +142,6 @@ export async function validateReportDestination(folder: string, force = false): 
       "detect-report-exists",
       `${existing.join(" and ")} already exist${existing.length === 1 ? "s" : ""}: give another --out, or --force to replace the report.`,
     );
-  }
-}
-
-async function pathKind(path: string): Promise<"file" | "folder" | "missing"> {
-  try {
-    return (await stat(path)).isDirectory() ? "folder" : "file";
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
-    throw error;
   }
 }
 

@@ -6,7 +6,6 @@
  * beside the dataset, which may be read-only. Either way the worker and the orchestrator agree on
  * what sample i is.
  */
-import { stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Terminal } from "../cli/terminal.ts";
 import { UsageError } from "../errors.ts";
@@ -16,6 +15,7 @@ import {
   type ManifestSummary,
   type Split,
 } from "../manifest/index.ts";
+import { pathKind } from "../paths.ts";
 
 /** A dataset split as the worker names it. */
 export interface WireDataset {
@@ -95,13 +95,4 @@ function rootBesideManifest(summaryPath: string): string {
     );
   }
   return join(dirname(summaryPath), name.slice(0, -MANIFEST_SUFFIX.length));
-}
-
-async function pathKind(path: string): Promise<"file" | "folder" | "missing"> {
-  try {
-    return (await stat(path)).isDirectory() ? "folder" : "file";
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
-    throw error;
-  }
 }
