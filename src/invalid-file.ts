@@ -6,6 +6,22 @@
 import { ZodError } from "zod";
 import { UsageError } from "./errors.ts";
 
+/**
+ * Parse the text of a JSON input file against its schema; anything wrong (syntax or form) is the
+ * one-line `invalidFileError` for that file.
+ */
+export function parseJsonFile<T>(
+  text: string,
+  schema: { parse(value: unknown): T },
+  about: Omit<Parameters<typeof invalidFileError>[0], "error">,
+): T {
+  try {
+    return schema.parse(JSON.parse(text));
+  } catch (error) {
+    throw invalidFileError({ ...about, error });
+  }
+}
+
 export function invalidFileError(options: {
   code: string;
   /** The file (or URL) that was read. */

@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
-import { invalidFileError } from "../invalid-file.ts";
+import { parseJsonFile } from "../invalid-file.ts";
 import type { Terminal } from "../cli/terminal.ts";
 import { startWorker, type Worker } from "../worker/client.ts";
 import { Tensor } from "../worker/tensor.ts";
@@ -48,7 +48,6 @@ const CheckpointRecord = z.looseObject({
 
 export async function loadCheckpointInfo(path: string): Promise<CheckpointInfo> {
   const file = join(path, "checkpoint.json");
-  let record: z.infer<typeof CheckpointRecord>;
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -59,16 +58,11 @@ export async function loadCheckpointInfo(path: string): Promise<CheckpointInfo> 
       { cause: error },
     );
   }
-  try {
-    record = CheckpointRecord.parse(JSON.parse(text));
-  } catch (error) {
-    throw invalidFileError({
-      code: "checkpoint-invalid",
-      file,
-      expected: "a taggants checkpoint record (checkpoint.json with the model's classes)",
-      error,
-    });
-  }
+  const record = parseJsonFile(text, CheckpointRecord, {
+    code: "checkpoint-invalid",
+    file,
+    expected: "a taggants checkpoint record (checkpoint.json with the model's classes)",
+  });
   const size = record.input_size?.slice(-2) as [number, number] | undefined;
   return {
     path,

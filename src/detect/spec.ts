@@ -11,7 +11,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
-import { invalidFileError } from "../invalid-file.ts";
+import { parseJsonFile } from "../invalid-file.ts";
 
 const Size = z.tuple([z.number().int().positive(), z.number().int().positive()]);
 const Channels = z.union([z.literal(1), z.literal(3)]);
@@ -147,18 +147,12 @@ export async function loadAdapterConfig(path: string): Promise<AdapterConfig> {
       { cause: error },
     );
   }
-  let config: AdapterConfig;
-  try {
-    config = AdapterConfig.parse(JSON.parse(text));
-  } catch (error) {
-    throw invalidFileError({
-      code: "detect-adapter-config-invalid",
-      file: path,
-      expected: `a valid adapter config (kind "v2", "torchserve" or "json")`,
-      error,
-      hint: `See the README, "Detection against a served model".`,
-    });
-  }
+  const config = parseJsonFile(text, AdapterConfig, {
+    code: "detect-adapter-config-invalid",
+    file: path,
+    expected: `a valid adapter config (kind "v2", "torchserve" or "json")`,
+    hint: `See the README, "Detection against a served model".`,
+  });
   const example = config.kind === "v2" ? /\/v2\/models\/[^/]+/ : /./;
   return {
     ...config,

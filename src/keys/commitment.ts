@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { CheckFailedError, UsageError } from "../errors.ts";
-import { invalidFileError } from "../invalid-file.ts";
+import { parseJsonFile } from "../invalid-file.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 import { createdBy } from "../manifest/version.ts";
 import { validateKeyParams, type Key, type KeyParams } from "./derive.ts";
@@ -175,7 +175,6 @@ const CommitmentFile = z.object({
 });
 
 export async function loadCommitment(path: string): Promise<CommitmentRecord> {
-  let parsed: z.infer<typeof CommitmentFile>;
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -186,16 +185,11 @@ export async function loadCommitment(path: string): Promise<CommitmentRecord> {
       { cause: error },
     );
   }
-  try {
-    parsed = CommitmentFile.parse(JSON.parse(text));
-  } catch (error) {
-    throw invalidFileError({
-      code: "commitment-file-invalid",
-      file: path,
-      expected: `a taggants commitment file (${COMMITMENT_SCHEMA})`,
-      error,
-    });
-  }
+  const parsed = parseJsonFile(text, CommitmentFile, {
+    code: "commitment-file-invalid",
+    file: path,
+    expected: `a taggants commitment file (${COMMITMENT_SCHEMA})`,
+  });
   return {
     schema: parsed.schema,
     commitment: parsed.commitment,

@@ -12,7 +12,7 @@ import { basename, dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Terminal } from "../cli/terminal.ts";
 import { CheckFailedError, UsageError } from "../errors.ts";
-import { invalidFileError } from "../invalid-file.ts";
+import { parseJsonFile } from "../invalid-file.ts";
 import { temporaryFileFor, writeFileAtomic } from "./atomic.ts";
 import {
   EntrySchema,
@@ -130,18 +130,12 @@ export async function loadManifest(path: string): Promise<ManifestSummary> {
       { cause: error },
     );
   }
-  let parsed: ManifestFile;
-  try {
-    parsed = SummarySchema.parse(JSON.parse(text));
-  } catch (error) {
-    throw invalidFileError({
-      code: "manifest-invalid",
-      file: summaryPath,
-      expected: `a taggants manifest summary (${MANIFEST_SCHEMA})`,
-      error,
-      hint: "Rebuild it with `taggants manifest <dataset>`.",
-    });
-  }
+  const parsed = parseJsonFile(text, SummarySchema, {
+    code: "manifest-invalid",
+    file: summaryPath,
+    expected: `a taggants manifest summary (${MANIFEST_SCHEMA})`,
+    hint: "Rebuild it with `taggants manifest <dataset>`.",
+  });
   return {
     ...parsed,
     summaryPath,
@@ -180,15 +174,10 @@ export async function* readEntries(
 }
 
 function parseEntryLine(line: string, where: { path: string; lineNumber: number }): ManifestEntry {
-  try {
-    return EntrySchema.parse(JSON.parse(line));
-  } catch (error) {
-    throw invalidFileError({
-      code: "manifest-invalid",
-      file: `${where.path}:${where.lineNumber}`,
-      expected: `a manifest entry (${MANIFEST_SCHEMA})`,
-      error,
-      hint: "Rebuild the manifest with `taggants manifest <dataset>`.",
-    });
-  }
+  return parseJsonFile(line, EntrySchema, {
+    code: "manifest-invalid",
+    file: `${where.path}:${where.lineNumber}`,
+    expected: `a manifest entry (${MANIFEST_SCHEMA})`,
+    hint: "Rebuild the manifest with `taggants manifest <dataset>`.",
+  });
 }

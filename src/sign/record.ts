@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
-import { invalidFileError } from "../invalid-file.ts";
+import { parseJsonFile } from "../invalid-file.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
 
 export const SIGNING_RECORD_SCHEMA = "taggants.signing-record/1";
@@ -95,16 +95,11 @@ export async function loadSigningRecord(path: string): Promise<SigningRecord> {
       { cause: error },
     );
   }
-  try {
-    return SigningRecordSchema.parse(JSON.parse(text));
-  } catch (error) {
-    throw invalidFileError({
-      code: "signing-record-invalid",
-      file: path,
-      expected: `a taggants signing record (${SIGNING_RECORD_SCHEMA})`,
-      error,
-    });
-  }
+  return parseJsonFile(text, SigningRecordSchema, {
+    code: "signing-record-invalid",
+    file: path,
+    expected: `a taggants signing record (${SIGNING_RECORD_SCHEMA})`,
+  });
 }
 
 /** SHA-256 of a canonical JSON encoding (object keys sorted) of `value`. */
