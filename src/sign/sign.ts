@@ -43,6 +43,7 @@ import {
 } from "./record.ts";
 import {
   pathExists,
+  signedOutputExists,
   writeSignedDataset,
   type DatasetSource,
   type SignedImageStats,
@@ -177,10 +178,7 @@ export async function signDataset(
   }
   if ((await pathExists(request.out)) && !(await pathExists(datasetMarker(work, fingerprint)))) {
     // Checked before crafting, which may take hours; writeSignedDataset checks again.
-    throw new UsageError(
-      "signed-output-exists",
-      `The signed dataset folder ${request.out} already exists and was not made from these inputs. Choose another --out or remove it.`,
-    );
+    throw signedOutputExists(request.out);
   }
 
   // Only now is there work worth keeping for a resumed run; every usage error came before.

@@ -71,16 +71,19 @@ export interface WriteSignedDatasetResult {
 
 const COPY_CONCURRENCY = 16;
 
+/** The signed folder is there already, and not from the inputs at hand. */
+export function signedOutputExists(out: string): UsageError {
+  return new UsageError(
+    "signed-output-exists",
+    `The signed dataset folder ${out} already exists and was not made from these inputs. Choose another --out or remove it.`,
+  );
+}
+
 export async function writeSignedDataset(
   options: WriteSignedDatasetOptions,
 ): Promise<WriteSignedDatasetResult> {
   const { source, out } = options;
-  if (await pathExists(out)) {
-    throw new UsageError(
-      "signed-output-exists",
-      `The signed dataset folder ${out} already exists and was not made from these inputs. Choose another --out or remove it.`,
-    );
-  }
+  if (await pathExists(out)) throw signedOutputExists(out);
   await mkdir(dirname(out), { recursive: true });
   await removeStalePartials(out);
   const partial = join(
