@@ -63,10 +63,16 @@ export class Terminal {
     if (this.verbosity === "verbose") this.line(message);
   }
 
-  /** A progress bar for a stage of `total` units. Quiet mode shows nothing. */
-  progress(label: string, total: number): Progress {
+  /**
+   * A progress bar for a stage of `total` units, `alreadyDone` of which a resumed job had
+   * finished before this run. Quiet mode shows nothing.
+   */
+  progress(label: string, total: number, options: { alreadyDone?: number } = {}): Progress {
     if (this.verbosity === "quiet") return { tick: () => {}, stop: () => {}, fail: () => {} };
-    return this.interactive ? this.barProgress(label, total) : this.plainProgress(label, total);
+    const alreadyDone = options.alreadyDone ?? 0;
+    return this.interactive
+      ? this.barProgress(label, total, alreadyDone)
+      : this.plainProgress(label, total, alreadyDone);
   }
 
   /** Print a command's result: JSON on stdout with `--json`, else the human rendering. */
@@ -86,7 +92,7 @@ export class Terminal {
     }
   }
 
-  private barProgress(label: string, total: number): Progress {
+  private barProgress(label: string, total: number, alreadyDone: number): Progress {
     const bar = new cliProgress.SingleBar(
       {
         format: `${label} [{bar}] {value}/{total} {eta_formatted} {fields}`,
@@ -96,7 +102,7 @@ export class Terminal {
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(total, 0, { fields: "" });
+    bar.start(total, alreadyDone, { fields: "" });
     this.activeBar = bar;
     const started = Date.now();
     const close = (): void => {
@@ -116,11 +122,15 @@ export class Terminal {
     };
   }
 
-  private plainProgress(label: string, total: number): Progress {
+  private plainProgress(label: string, total: number, alreadyDone: number): Progress {
     let lastPrinted = Date.now();
     let lastDone: number | undefined;
     const started = lastPrinted;
-    this.info(`${label}: started (${total} to do)`);
+    this.info(
+      alreadyDone > 0
+        ? `${label}: resuming: ${alreadyDone} of ${total} done, ${total - alreadyDone} to do`
+        : `${label}: started (${total} to do)`,
+    );
     return {
       tick: (done, fields) => {
         const now = Date.now();

@@ -5,7 +5,7 @@
  * is cached in the private work folder, so re-running after a later failure skips crafting.
  */
 import { readFile } from "node:fs/promises";
-import type { Terminal } from "../cli/terminal.ts";
+import type { Progress, Terminal } from "../cli/terminal.ts";
 import { TaggantsError } from "../errors.ts";
 import type { Key } from "../keys/derive.ts";
 import { writeFileAtomic } from "../manifest/atomic.ts";
@@ -65,16 +65,19 @@ export async function craftTaggants(options: {
   }
   const { params, keys, signingIndices } = options;
   const total = params.restarts * params.steps;
-  const progress = options.terminal.progress("crafting taggants", total);
+  // Started by the worker's first event (it reports every step), whose step says how many
+  // steps a resumed job had done before.
+  let progress: Progress | undefined;
   let reply: CraftReply;
   try {
     reply = await options.worker.request<CraftReply>("craft", craftArgs(options), {
       signal: options.signal,
       onProgress: (event) => {
-        // The worker counts restarts and steps from 1.
-        const restart = Number(event.restart ?? 1);
-        const step = Number(event.step ?? 0);
-        progress.tick(Math.min(total, (restart - 1) * params.steps + step), {
+        const done = Math.min(total, stepsDone(event, params.steps));
+        progress ??= options.terminal.progress("crafting taggants", total, {
+          alreadyDone: Math.max(0, done - 1),
+        });
+        progress.tick(done, {
           "1-cos": Number(event.objective ?? NaN) / keys.length,
           cos: Number(event.cosine_mean ?? NaN),
           psnr: Number(event.psnr ?? NaN),
@@ -82,10 +85,10 @@ export async function craftTaggants(options: {
       },
     });
   } catch (error) {
-    progress.fail();
+    progress?.fail();
     throw error;
   }
-  progress.stop();
+  progress?.stop();
   const result = parseReply(reply, {
     keys: keys.length,
     perKey: signingIndices[0]!.length,
@@ -93,6 +96,13 @@ export async function craftTaggants(options: {
   });
   await saveCraftCache(options.cachePath, result);
   return result;
+}
+
+/** Steps finished once an event's step is done (the worker counts restarts and steps from 1). */
+function stepsDone(event: Record<string, unknown>, stepsPerRestart: number): number {
+  const restart = Number(event.restart ?? 1);
+  const step = Number(event.step ?? 0);
+  return (restart - 1) * stepsPerRestart + step;
 }
 
 function craftArgs(options: Parameters<typeof craftTaggants>[0]): Record<string, unknown> {

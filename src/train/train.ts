@@ -6,7 +6,7 @@
  * or returns at once when the run is complete.
  */
 import { z } from "zod";
-import type { Terminal } from "../cli/terminal.ts";
+import type { Progress, Terminal } from "../cli/terminal.ts";
 import { TaggantsError } from "../errors.ts";
 import type { Worker } from "../worker/client.ts";
 import { asInputError } from "../worker/errors.ts";
@@ -61,7 +61,7 @@ export type EvalResult = z.infer<typeof EvalReply>;
 
 export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   const { terminal, epochs } = options;
-  const bar = terminal.progress(`training ${options.model} (${options.recipe})`, epochs);
+  const bar = trainingProgress(terminal, `training ${options.model} (${options.recipe})`, epochs);
   try {
     const reply = await options.worker.request(
       "train",
@@ -79,7 +79,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
           ? { nproc_per_node: options.nprocPerNode }
           : {}),
       },
-      { signal: options.signal, onProgress: (event) => tickTraining(bar, event) },
+      { signal: options.signal, onProgress: (event) => bar.onEvent(event) },
     );
     const result = parseReply(TrainReply, reply, "train");
     bar.stop(describeMetrics(result.metrics));
@@ -106,6 +106,30 @@ export async function evaluateCheckpoint(options: {
       throw asInputError(error);
     });
   return parseReply(EvalReply, reply, "eval");
+}
+
+/**
+ * The training bar, in epochs, started by the worker's first progress event: the worker reports
+ * the first step of every epoch at once, so that event's epoch says where the run starts. A run
+ * resumed from a checkpoint after epoch e starts in epoch e + 1 and says "resuming: e of … done".
+ * A finished checkpoint sends no event and shows no bar.
+ */
+export function trainingProgress(
+  terminal: Terminal,
+  label: string,
+  epochs: number,
+): { onEvent(event: Record<string, unknown>): void; stop(summary: string): void; fail(): void } {
+  let bar: Progress | undefined;
+  return {
+    onEvent(event) {
+      const epoch = Number(event.epoch);
+      if (!bar && Number.isInteger(epoch) && epoch >= 1)
+        bar = terminal.progress(label, epochs, { alreadyDone: epoch - 1 });
+      if (bar) tickTraining(bar, event);
+    },
+    stop: (summary) => bar?.stop(summary),
+    fail: () => bar?.fail(),
+  };
 }
 
 /** Progress event {epoch, epochs, step, steps, loss, lr, images_per_s} → the bar, in epochs. */

@@ -36,3 +36,13 @@ test("a stage that fails says so and never says done", (t) => {
   t.regex(last, /^crafting taggants: failed after \d+\.\d s$/);
   t.false(lines().some((line) => line.includes("done")));
 });
+
+test("a resumed stage says how much was done before and how much is left", (t) => {
+  const { terminal, lines } = plainTerminal();
+  const progress = terminal.progress("crafting taggants", 30, { alreadyDone: 12 });
+  progress.tick(30);
+  progress.stop();
+  t.is(lines()[0], "crafting taggants: resuming: 12 of 30 done, 18 to do");
+  t.false(lines().some((line) => line.includes("started")));
+  t.is(lines()[1], "crafting taggants: 30/30");
+});

@@ -53,7 +53,7 @@ def fake_craft(
     pattern[..., ::2] = -1
     signed = (images + pattern * int(eps_255)).clamp(0, 255).to(torch.uint8)
     for step in range(1, steps + 1):
-        ctx.progress(restart=0, step=step, steps=steps, objective=0.5, cosine_mean=0.5, psnr=30.0)
+        ctx.progress(restart=1, step=step, steps=steps, objective=0.5, cosine_mean=0.5, psnr=30.0)
     k = int(keys.shape[0])
     return {"signed": signed, "cosine": torch.full((k,), 0.5), "objective": 0.5 * k}
 
