@@ -95,7 +95,7 @@ class CraftSettings:
     restarts: random initialisations; the best per key is kept.
     step_size: learning rate in units of ε (0.1 → lr = 0.1·ε in [0, 1] units).
     aug_draws: augmentation draws per signing image and step (≥ 1; 2 by default).
-    perceptual: "none" or "ssim" ("lpips" fails: no LPIPS network ships with the worker).
+    perceptual: "none" or "ssim" (no LPIPS: it would need backbone weights, never downloaded).
     perceptual_weight: λ of the perceptual penalty (per key: λ · mean over its images).
     seed: seed of the initialisation and augmentation generator.
     chunk_size: most augmented images in one forward/backward pass (bounds memory).
@@ -112,7 +112,6 @@ class CraftSettings:
     aug_draws: int = 2
     perceptual: str = "none"
     perceptual_weight: float = 0.0
-    lpips_weights: str | None = None
     seed: int = 0
     chunk_size: int = 256
     param_prefixes: tuple[str, ...] | None = None
@@ -251,9 +250,7 @@ class _Crafter:
         self.original = images  # uint8 [K, n, C, H, W], CPU
         self.clean = images.to(self.device, torch.float32) / 255.0  # [K, n, C, H, W], [0, 1]
         self.labels = image_labels.to(self.device)  # int64 [K, n]
-        self.penalty: PerceptualPenalty | None = make_perceptual_penalty(
-            settings.perceptual, lpips_weights=settings.lpips_weights
-        )
+        self.penalty: PerceptualPenalty | None = make_perceptual_penalty(settings.perceptual)
         scale = 1.0 / len(self.surrogates) if settings.ensemble == "mean" else 1.0
         self.weight = scale  # per surrogate
         self.targets = [

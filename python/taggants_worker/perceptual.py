@@ -2,9 +2,8 @@
 
 The crafting objective may add λ · P(x, x + δ) per signing image to keep taggants
 inconspicuous. The default P is 1 − SSIM (kornia's implementation): structural, weight-free and
-differentiable, so it needs no download. LPIPS needs pretrained backbone weights; this worker
-does not ship an LPIPS network, so asking for it fails with a message saying what is available
-rather than silently using something else.
+differentiable, so it needs no download. LPIPS is not offered: it needs pretrained backbone
+weights, which this worker neither ships nor downloads (README, Limitations).
 """
 
 from __future__ import annotations
@@ -29,19 +28,10 @@ def ssim_penalty(clean: torch.Tensor, signed: torch.Tensor) -> torch.Tensor:
     return 1.0 - similarity.flatten(1).mean(dim=1)
 
 
-def make_perceptual_penalty(
-    kind: str, *, lpips_weights: str | None = None
-) -> PerceptualPenalty | None:
+def make_perceptual_penalty(kind: str) -> PerceptualPenalty | None:
     """Returns the penalty function for `kind` ("none" gives None)."""
     if kind == "none":
         return None
     if kind == "ssim":
         return ssim_penalty
-    if kind == "lpips":
-        where = f" (weights file given: {lpips_weights})" if lpips_weights else ""
-        raise ValueError(
-            "perceptual penalty 'lpips' is not available in this worker"
-            f"{where}: it would need an LPIPS backbone and this version ships none, and it "
-            f"never downloads weights. Use one of {PERCEPTUAL_CHOICES}."
-        )
     raise ValueError(f"unknown perceptual penalty {kind!r}; choose one of {PERCEPTUAL_CHOICES}")

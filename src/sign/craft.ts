@@ -18,9 +18,9 @@ export interface CraftParams {
   restarts: number;
   stepSize: number;
   augDraws: number;
-  perceptual: string;
+  /** The perceptual penalty: SSIM or none (LPIPS is not offered; see the README, Limitations). */
+  perceptual: "none" | "ssim";
   perceptualWeight: number;
-  lpipsWeights?: string;
   chunkSize: number;
   seed: number;
   checkpointEvery: number;
@@ -121,7 +121,6 @@ function craftArgs(options: Parameters<typeof craftTaggants>[0]): Record<string,
     aug_draws: params.augDraws,
     perceptual: params.perceptual,
     perceptual_weight: params.perceptualWeight,
-    ...(params.lpipsWeights ? { lpips_weights: params.lpipsWeights } : {}),
     seed: params.seed,
     chunk_size: params.chunkSize,
     state_path: options.statePath,

@@ -324,12 +324,6 @@ export function validateSignRequest(request: SignRequest): void {
       `--perceptual-weight must be >= 0; received ${craft.perceptualWeight}.`,
     );
   }
-  if (craft.perceptual === "lpips") {
-    throw new UsageError(
-      "sign-option-invalid",
-      "--perceptual lpips is not available: the worker has no LPIPS implementation (see the README, Limitations). Use --perceptual ssim or none.",
-    );
-  }
   if (request.surrogates.length === 0) {
     throw new UsageError(
       "surrogate-missing",

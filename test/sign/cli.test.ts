@@ -24,7 +24,8 @@ test("taggants sign with an invalid budget fails at once and leaves nothing behi
   for (const [extra, message] of [
     [["--budget", "0"], /--budget\) must be a fraction of the training set in \(0, 1\)/],
     [["--budget", "0.5", "--per-key", "3"], /either --budget .* or --per-key .*, not both/],
-    [["--perceptual", "lpips"], /--perceptual lpips is not available/],
+    [["--perceptual", "lpips"], /argument 'lpips' is invalid\. Allowed choices are none, ssim\./],
+    [["--lpips-weights", "alex.pth"], /unknown option '--lpips-weights'/],
     [["--keys", "0"], /option '--keys <K>' argument '0' is invalid/],
   ] as const) {
     const result = await execa("node", ["--import", "tsx", MAIN, "sign", ...common, ...extra], {

@@ -60,14 +60,10 @@ export function register(program: Command): void {
     .option("--aug-draws <n>", "differentiable augmentation draws per step", integerAtLeast(1), 2)
     .addOption(
       new Option("--perceptual <kind>", "perceptual penalty")
-        .choices(["none", "ssim", "lpips"] as const)
+        .choices(["none", "ssim"] as const)
         .default("none" as const),
     )
     .option("--perceptual-weight <λ>", "weight of the perceptual penalty", finiteNumber, 0.01)
-    .option(
-      "--lpips-weights <path>",
-      "local LPIPS weights file (required with --perceptual lpips; never downloaded)",
-    )
     .option(
       "--chunk-size <n>",
       "signing images per gradient chunk (bounds accelerator memory)",
@@ -102,7 +98,6 @@ export function register(program: Command): void {
           augDraws: options.augDraws,
           perceptual: options.perceptual,
           perceptualWeight: options.perceptual === "none" ? 0 : options.perceptualWeight,
-          lpipsWeights: options.lpipsWeights,
           chunkSize: options.chunkSize,
           seed: options.seed,
         },
