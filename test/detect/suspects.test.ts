@@ -108,11 +108,24 @@ test("metadata that is not the v2 protocol, or a missing model, is a clear error
     openSuspect(await parseSuspectSpec(`v2:${server.url}/v2/models/html`), options),
     { message: /did not return Open Inference Protocol model metadata/ },
   );
-  await t.throwsAsync(
+  const gone = await t.throwsAsync(
     openSuspect(await parseSuspectSpec(`v2:${server.url}/v2/models/gone`), options),
     { message: /Cannot read the v2 model metadata.*HTTP 404.*check the URL/ },
   );
+  t.is((gone as { exitCode?: number }).exitCode, 2, "a URL naming no model is a usage error");
   await server.close();
+});
+
+test("a v2 server that cannot be reached is a runtime failure (exit 3), not a usage error", async (t) => {
+  const server = await startFakeServer(() => {});
+  const url = server.url;
+  await server.close();
+  const error = await t.throwsAsync(
+    openSuspect(await parseSuspectSpec(`v2:${url}/v2/models/m`), options),
+    { message: /Cannot read the v2 model metadata.*ECONNREFUSED/ },
+  );
+  t.is((error as { code?: string }).code, "detect-suspect-unreachable");
+  t.is((error as { exitCode?: number }).exitCode, 3);
 });
 
 test("suspect specs are checked before anything is contacted", async (t) => {
@@ -141,8 +154,9 @@ test("a TorchServe endpoint that cannot be reached fails at the health check", a
   const server = await startFakeServer(() => {});
   const url = server.url;
   await server.close();
-  await t.throwsAsync(
+  const error = await t.throwsAsync(
     openSuspect(await parseSuspectSpec(`torchserve:${url}/predictions/m`), options),
     { message: /Cannot reach the suspect.*ECONNREFUSED/ },
   );
+  t.is((error as { exitCode?: number }).exitCode, 3, "a runtime failure, not a usage error");
 });

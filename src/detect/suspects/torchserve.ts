@@ -4,7 +4,7 @@
  * `{"Sneaker": 0.91, "Sandal": 0.05, ...}` (the image_classifier handler's top classes), a list of
  * such objects, or a list of labels. The answer's labels are class names.
  */
-import { UsageError } from "../../errors.ts";
+import { TaggantsError, UsageError } from "../../errors.ts";
 import { exchange, SuspectHttpError } from "../http.ts";
 import type { SpecOf } from "./index.ts";
 import { HttpSuspect, type HttpSuspectOptions } from "./http.ts";
@@ -53,7 +53,8 @@ async function checkPing(
   } catch (error) {
     options.signal.throwIfAborted();
     if (error instanceof SuspectHttpError && error.status === undefined) {
-      throw new UsageError(
+      // A server that is down is a runtime failure (exit 3), not a bad command line.
+      throw new TaggantsError(
         "detect-suspect-unreachable",
         `Cannot reach the suspect at ${url}: ${error.message}`,
         { cause: error },

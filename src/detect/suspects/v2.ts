@@ -9,7 +9,7 @@
  * Each key is sent alone (batch of one) to `POST /v2/models/{name}/infer`.
  */
 import { z } from "zod";
-import { UsageError } from "../../errors.ts";
+import { TaggantsError, UsageError } from "../../errors.ts";
 import { describeFirstProblem } from "../../invalid-file.ts";
 import { exchange, SuspectHttpError } from "../http.ts";
 import type { AnswerFormat, RequestFormat } from "../formats.ts";
@@ -79,12 +79,12 @@ async function fetchMetadata(
     ));
   } catch (error) {
     options.signal.throwIfAborted();
-    const reason = error instanceof SuspectHttpError ? error.message : (error as Error).message;
-    throw new UsageError(
-      "detect-suspect-unreachable",
-      `Cannot read the v2 model metadata at ${url}: ${reason}`,
-      { cause: error },
-    );
+    const message = `Cannot read the v2 model metadata at ${url}: ${(error as Error).message}`;
+    // No answer after every retry (the server is down or failing) is a runtime failure (exit 3);
+    // an answer that refuses the URL or the credentials is a usage error (exit 2).
+    if (error instanceof SuspectHttpError && error.outcome === "failed")
+      throw new TaggantsError("detect-suspect-unreachable", message, { cause: error });
+    throw new UsageError("detect-suspect-metadata-refused", message, { cause: error });
   }
   try {
     return ModelMetadata.parse(JSON.parse(new TextDecoder().decode(body)));
