@@ -7,9 +7,10 @@
  * inconclusive when any run's control keys failed, or when the combination is not significant
  * and some run was inconclusive.
  */
-import { UsageError } from "../errors.ts";
+import { TaggantsError, UsageError } from "../errors.ts";
 import { fisherCombine } from "../stats/index.ts";
 import type { DetectionReport } from "./report.ts";
+import { describeSuspectLocation, parseSuspectLocation } from "./spec.ts";
 
 export interface CombinedResult {
   reports: Array<{
@@ -38,11 +39,14 @@ export function combineReports(args: {
       `Combining needs at least two reports; received ${reports.length}.`,
     );
   }
-  const suspects = new Set(reports.map(({ report }) => report.suspect.spec));
+  // Specs are compared as detect reads them: `checkpoint:m2` and `m2` are one suspect.
+  const suspects = new Map(
+    reports.map(({ path, report }) => [suspectLocationOf(path, report), report.suspect.spec]),
+  );
   if (suspects.size !== 1) {
     throw new UsageError(
       "detect-combine-suspects",
-      `The reports test different suspects (${[...suspects].join(", ")}); Fisher's method here combines runs against one suspect.`,
+      `The reports test different suspects (${[...suspects.values()].join(", ")}); Fisher's method here combines runs against one suspect.`,
     );
   }
   const commitments = reports.map(({ report }) => report.commitment.commitment);
@@ -72,11 +76,24 @@ export function combineReports(args: {
         : "not-detected";
   return {
     reports: rows,
-    suspect: [...suspects][0]!,
+    suspect: reports[0]!.report.suspect.spec,
     alpha,
     log10_p: fisher.log10P,
     statistic: fisher.statistic,
     degrees_of_freedom: fisher.degreesOfFreedom,
     verdict,
   };
+}
+
+function suspectLocationOf(path: string, report: DetectionReport): string {
+  try {
+    return describeSuspectLocation(parseSuspectLocation(report.suspect.spec));
+  } catch (error) {
+    if (!(error instanceof TaggantsError)) throw error;
+    throw new UsageError(
+      "detect-combine-suspects",
+      `The report ${path} names its suspect as "${report.suspect.spec}", which is not a suspect spec (${error.message}); it was not written by taggants detect or was edited.`,
+      { cause: error },
+    );
+  }
 }

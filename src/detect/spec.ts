@@ -9,6 +9,7 @@
  *   <file>.json | config:<file>                    an adapter config, see `AdapterConfig`
  */
 import { readFile, stat } from "node:fs/promises";
+import { normalize } from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
 import { parseJsonFile } from "../invalid-file.ts";
@@ -74,16 +75,22 @@ export type AdapterConfig = z.infer<typeof AdapterConfig>;
 export type SuspectSpec =
   { kind: "checkpoint"; spec: string; path: string } | (AdapterConfig & { spec: string });
 
-/** Read the `--suspect` argument (and the adapter config file it may name). */
-export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
+/**
+ * Where a `--suspect` spec points, from its text alone (no file is read): its kind and its
+ * normalised path or URL. `checkpoint:m2` and `m2` (a folder) are the same location, as are URLs
+ * that differ only in a trailing slash or the case of the host.
+ */
+export type SuspectLocation =
+  { kind: "checkpoint" | "config"; path: string } | { kind: "v2" | "torchserve"; url: string };
+
+export function parseSuspectLocation(spec: string): SuspectLocation {
   const [prefix, rest] = splitPrefix(spec);
   switch (prefix) {
     case "checkpoint":
-      return { kind: "checkpoint", spec, path: rest };
+      return { kind: "checkpoint", path: normalisePath(rest) };
     case "v2":
       return {
         kind: "v2",
-        spec,
         url: validateUrl(
           rest,
           /\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/?$/,
@@ -93,7 +100,6 @@ export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
     case "torchserve":
       return {
         kind: "torchserve",
-        spec,
         url: validateUrl(
           rest,
           /\/predictions\/[^/]+(\/[^/]+)?\/?$/,
@@ -101,10 +107,32 @@ export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
         ),
       };
     case "config":
-      return { ...(await loadAdapterConfig(rest)), spec };
+      return { kind: "config", path: normalisePath(rest) };
   }
-  if (spec.endsWith(".json")) return { ...(await loadAdapterConfig(spec)), spec };
-  if (await isDirectory(spec)) return { kind: "checkpoint", spec, path: spec };
+  // Unprefixed: an adapter config by its extension, otherwise a checkpoint folder.
+  return spec.endsWith(".json")
+    ? { kind: "config", path: normalisePath(spec) }
+    : { kind: "checkpoint", path: normalisePath(spec) };
+}
+
+/** One string per location, for telling whether two specs name the same suspect. */
+export function describeSuspectLocation(location: SuspectLocation): string {
+  return `${location.kind}:${"url" in location ? location.url : location.path}`;
+}
+
+/** Read the `--suspect` argument (and the adapter config file it may name). */
+export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
+  const location = parseSuspectLocation(spec);
+  switch (location.kind) {
+    case "v2":
+    case "torchserve":
+      return { kind: location.kind, spec, url: location.url };
+    case "config":
+      return { ...(await loadAdapterConfig(location.path)), spec };
+    case "checkpoint":
+      if (splitPrefix(spec)[0] === "checkpoint" || (await isDirectory(location.path)))
+        return { kind: "checkpoint", spec, path: location.path };
+  }
   throw new UsageError(
     "detect-suspect-spec-invalid",
     `Cannot read the suspect "${spec}": expected checkpoint:<dir>, v2:<url of /v2/models/<name>>, torchserve:<url of /predictions/<name>>, or an adapter config file (.json).`,
@@ -114,6 +142,12 @@ export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
 function splitPrefix(spec: string): [string, string] {
   const match = /^(checkpoint|v2|torchserve|config):(.+)$/.exec(spec);
   return match ? [match[1]!, match[2]!] : ["", spec];
+}
+
+/** `a/./b/` → `a/b`: the same folder or file however it was typed (relative paths stay so). */
+function normalisePath(path: string): string {
+  const normalised = normalize(path);
+  return normalised.length > 1 ? normalised.replace(/[\\/]+$/, "") : normalised;
 }
 
 function validateUrl(text: string, path: RegExp, example: string): string {

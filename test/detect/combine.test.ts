@@ -62,3 +62,31 @@ test("every run counts, and a non-significant combination with an inconclusive r
   t.is(combined.reports.length, 2);
   t.is(combined.verdict, "inconclusive");
 });
+
+test("one suspect spelled two ways is one suspect: specs are compared as detect reads them", (t) => {
+  for (const [first, second] of [
+    ["checkpoint:m2", "m2"],
+    ["checkpoint:runs/./m2/", "runs/m2"],
+    ["v2:http://Host:8080/v2/models/m/", "v2:http://host:8080/v2/models/m"],
+  ] as const) {
+    const combined = combineReports({
+      reports: [
+        report("a".repeat(64), -2, "detected", first),
+        report("b".repeat(64), -2, "detected", second),
+      ],
+      alpha: 0.01,
+    });
+    t.is(combined.suspect, first);
+  }
+  t.throws(
+    () =>
+      combineReports({
+        reports: [
+          report("a".repeat(64), -2, "detected", "checkpoint:m2"),
+          report("b".repeat(64), -2, "detected", "m3"),
+        ],
+        alpha: 0.01,
+      }),
+    { message: /different suspects \(checkpoint:m2, m3\)/ },
+  );
+});
