@@ -22,7 +22,7 @@ export function validateLog10Ps(log10Ps: readonly number[]): void {
   log10Ps.forEach((value, index) => {
     if (!Number.isFinite(value) || value > 0) {
       throw statsInputError(
-        `Each p-value must lie in (0, 1], i.e. log10 p in (-Infinity, 0]; value ${index + 1} is log10 p = ${value}.`,
+        `Each value must be a run's log10 p: a finite number ≤ 0, since a p-value lies in (0, 1]; value ${index + 1} of ${log10Ps.length} is ${value}. Give log10 p, not p (p = 0.001 is -3).`,
       );
     }
   });

@@ -55,3 +55,14 @@ test("`stats binomial` with more hits than keys exits with a usage error", async
   t.is(result.exitCode, 2);
   t.regex(result.stderr, /stats-input-invalid/);
 });
+
+test("`stats fisher` over one run says 'run', and a value above 0 is refused with the valid range", async (t) => {
+  const one = await taggants("stats", "fisher", "--log10p", "-3");
+  t.is(one.exitCode, 0, one.stderr);
+  t.regex(one.stdout, /Fisher's method over 1 run: /);
+
+  const positive = await taggants("stats", "fisher", "--log10p", "-3", "0.5");
+  t.is(positive.exitCode, 2);
+  t.regex(positive.stderr, /a finite number ≤ 0, since a p-value lies in \(0, 1\]/);
+  t.regex(positive.stderr, /value 2 of 2 is 0\.5\./);
+});

@@ -68,7 +68,7 @@ export function register(program: Command): void {
         value,
         () =>
           `log10 p = ${result.log10P.toPrecision(6)}  (p = ${formatPValue(result.log10P)})\n` +
-          `Fisher's method over ${value.runs} runs: χ² = ${result.statistic.toPrecision(6)} with ${result.degreesOfFreedom} degrees of freedom.`,
+          `Fisher's method over ${value.runs} ${value.runs === 1 ? "run" : "runs"}: χ² = ${result.statistic.toPrecision(6)} with ${result.degreesOfFreedom} degrees of freedom.`,
       );
     });
 }
