@@ -2,9 +2,9 @@
  * The `taggants` command line. Each top-level command lives in `commands/<name>.ts`; this file
  * only assembles them, maps errors to exit codes and prints failures.
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
-import { ExitCode, TaggantsError } from "../errors.ts";
+import { ExitCode, TaggantsError, UsageError } from "../errors.ts";
 import { exitCodeAfterInterrupt, installSignalHandlers } from "./context.ts";
 import { describeOption } from "./options.ts";
 import { Terminal } from "./terminal.ts";
@@ -45,10 +45,37 @@ export function buildProgram(): Command {
     .option("-v, --verbose", "more detail, including worker tracebacks")
     .option("-q, --quiet", "only errors and the result")
     .configureHelp({ optionDescription: describeOption })
-    .showHelpAfterError()
-    .exitOverride();
+    // Usage errors are printed by reportFailure, like every other error (inherited by commands).
+    .configureOutput({ outputError: () => {} });
   for (const module of commandModules) module.register(program);
+  throwUsageErrors(program);
   return program;
+}
+
+/** Help and version output, which commander ends with an "error" of its own. */
+const HELP_CODES = new Set(["commander.help", "commander.helpDisplayed", "commander.version"]);
+
+/**
+ * A usage error found by commander (unknown option, missing required option, invalid argument),
+ * with the help of the command it concerns; its code is commander's in this CLI's form
+ * ("commander.unknownOption" → "usage-unknown-option").
+ */
+class CommandLineError extends UsageError {
+  readonly help: string;
+
+  constructor(error: CommanderError, command: CommandUnknownOpts) {
+    const kind = error.code.replace(/^commander\./, "").replace(/[A-Z]/g, (c) => `-${c}`);
+    super(`usage-${kind.toLowerCase()}`, error.message.replace(/^error: /, ""), { cause: error });
+    this.help = command.helpInformation({ error: true });
+  }
+}
+
+/** Every command turns commander's usage errors into a CommandLineError instead of exiting. */
+function throwUsageErrors(command: CommandUnknownOpts): void {
+  command.exitOverride((error) => {
+    throw HELP_CODES.has(error.code) ? error : new CommandLineError(error, command);
+  });
+  for (const subcommand of command.commands) throwUsageErrors(subcommand);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -76,6 +103,7 @@ function reportFailure(error: unknown, verbose: boolean): number {
   }
   if (error instanceof TaggantsError) {
     terminal.error(`${error.message} [${error.code}]`);
+    if (error instanceof CommandLineError) terminal.help(`\n${error.help}`);
     if (verbose && error.cause) terminal.error(`caused by: ${describeCause(error.cause)}`);
     return interrupted ?? error.exitCode;
   }

@@ -63,6 +63,11 @@ export class Terminal {
     if (this.verbosity === "verbose") this.line(message);
   }
 
+  /** A command's help on stderr as it is, without timestamps (after a usage error). */
+  help(text: string): void {
+    this.stderr.write(text.endsWith("\n") ? text : `${text}\n`);
+  }
+
   /**
    * A progress bar for a stage of `total` units, `alreadyDone` of which a resumed job had
    * finished before this run. Quiet mode shows nothing.

@@ -38,3 +38,18 @@ test("a missing required option is a usage error that names it", async (t) => {
   t.is(result.exitCode, 2);
   t.regex(result.stderr, /required option '--checkpoint <dir>' not specified/);
 });
+
+test("commander's usage errors print like every other error, with a code, then the command's help", async (t) => {
+  const missing = await taggants("eval", "--data", "somewhere");
+  const [first, ...rest] = missing.stderr.split("\n");
+  t.regex(
+    first!,
+    /error: required option '--checkpoint <dir>' not specified \[usage-missing-mandatory-option-value\]$/,
+  );
+  t.regex(rest.join("\n"), /^\nUsage: taggants eval \[options\]/);
+
+  const unknown = await taggants("eval", "--data", "d", "--checkpoint", "c", "--bogus");
+  t.is(unknown.exitCode, 2);
+  t.regex(unknown.stderr, /error: unknown option '--bogus' \[usage-unknown-option\]/);
+  t.is(unknown.stderr.match(/unknown option/g)?.length, 1, "printed once");
+});
