@@ -42,6 +42,9 @@ export type DatasetLayout = ImageFolderLayout | IdxLayout;
 
 const IDX_NAME = /^(train|t10k)-(images-idx3|labels-idx1)-ubyte(\.gz)?$/;
 
+/** Folder names that make a split layout (`val` is read as the test split). */
+const SPLIT_NAMES = new Set(["train", "val", "test"]);
+
 interface Listing {
   directories: string[];
   files: string[];
@@ -147,6 +150,7 @@ async function imageFolderLayout(root: string, listing: Listing): Promise<ImageF
           ? "test"
           : undefined;
   if (!names.has("train") || testName === undefined) {
+    validateNotSplitAlone(root, listing.directories);
     const classes = validateClasses(root, listing.directories);
     return {
       kind: "imagefolder",
@@ -191,6 +195,16 @@ async function imageFolderLayout(root: string, listing: Listing): Promise<ImageF
     ],
     ignoredFiles: listing.files,
   };
+}
+
+/** A root holding only train/ (or only val/ or test/) is a split folder, not one class. */
+function validateNotSplitAlone(root: string, directories: string[]): void {
+  const only = directories.length === 1 ? directories[0]! : undefined;
+  if (only === undefined || !SPLIT_NAMES.has(only)) return;
+  throw new UsageError(
+    "dataset-split-alone",
+    `${root} holds only ${only}/, a split folder, and no class folders; expected an ImageFolder (${root}/<class>/<images>, at least 2 class folders) or the split folders train/ and val/ (or test/), each holding the class folders. To use ${only}/ alone, give ${join(root, only)} as the dataset.`,
+  );
 }
 
 function validateClasses(directory: string, classes: string[]): string[] {

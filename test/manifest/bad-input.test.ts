@@ -66,6 +66,23 @@ test("a dataset with fewer than two classes is refused", async (t) => {
   await expectUsageError(t, empty, "dataset-too-few-classes");
 });
 
+test("a root holding only train/ is a split folder without its pair, not a dataset of one class", async (t) => {
+  const root = join(await temporaryFolder(t), "split-alone");
+  for (const name of ["Bag", "Coat"]) {
+    await mkdir(join(root, "train", name), { recursive: true });
+    await copyFile(join(FIXTURES, "formats", "rgb.png"), join(root, "train", name, "a.png"));
+  }
+  await expectUsageError(
+    t,
+    root,
+    "dataset-split-alone",
+    `give ${join(root, "train")} as the dataset`,
+  );
+  const error = await t.throwsAsync(buildManifest({ root, out: `${root}.manifest` }));
+  t.regex(error!.message, /<class>\/<images>/);
+  t.notRegex(error!.message, /class folder \(train\)/);
+});
+
 test("idx files next to class folders are refused as a mixed layout", async (t) => {
   const root = await copyFixture(t, "fashion-mnist-idx");
   await mkdir(join(root, "Bag"));
