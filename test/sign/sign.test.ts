@@ -7,6 +7,7 @@
 import test from "ava";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { Terminal } from "../../src/cli/terminal.ts";
 import { loadCommitment, validateKeysAgainstCommitment } from "../../src/keys/commitment.ts";
@@ -30,6 +31,18 @@ import {
 
 const fakeWorker = new URL("./fake_craft_worker.py", import.meta.url).pathname;
 const quiet = new Terminal({ verbosity: "quiet" });
+
+/**
+ * A quiet terminal that keeps what it prints, for the ImageFolder fixtures: their README.txt is
+ * there on purpose, and the warning that skips it belongs in the test, not in the test log.
+ */
+function keepingTerminal(): { terminal: Terminal; printed: () => string } {
+  const stderr = new PassThrough();
+  let text = "";
+  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+  const terminal = new Terminal({ verbosity: "quiet", stderr, stdout: new PassThrough() });
+  return { terminal, printed: () => text };
+}
 
 let worker: Worker;
 let base: string;
@@ -207,8 +220,10 @@ test.serial(
     await fakeSurrogate(req.surrogates[0]!, 1);
     await writeClassNames(req.surrogates[0]!, root);
 
-    const outcome = await signDataset(req, { worker, terminal: quiet });
+    const { terminal, printed } = keepingTerminal();
+    const outcome = await signDataset(req, { worker, terminal });
 
+    t.regex(printed(), /warning: not part of the dataset, skipped: README\.txt/);
     t.is(outcome.signingImages, 8);
     const record = await loadSigningRecord(req.record);
     const signedPaths = new Set(record.signing_indices.flat().map((index) => trainPaths[index]!));
@@ -249,8 +264,10 @@ test.serial(
     await fakeSurrogate(req.surrogates[0]!, 3);
     await writeClassNames(req.surrogates[0]!, root);
 
-    const outcome = await signDataset(req, { worker, terminal: quiet });
+    const { terminal, printed } = keepingTerminal();
+    const outcome = await signDataset(req, { worker, terminal });
 
+    t.regex(printed(), /skipped: README\.txt/);
     t.deepEqual(outcome.written.containers, { jpeg: 8 });
     t.deepEqual(outcome.written.jpeg_cosine, {
       crafted: [0.5, 0.5, 0.5, 0.5],
