@@ -6,7 +6,8 @@ entries file, so both sides agree on what index i is (the signing set is a list 
 
 Two readers:
 - idx (MNIST-style, raw or gzip): decoded at once into a uint8 tensor [N, 1, H, W] in memory.
-- ImageFolder (JPEG/PNG/WebP, gray or RGB): decoded per sample with torchvision.io.
+- ImageFolder (JPEG/PNG/WebP, gray or RGB): decoded per sample with Pillow (torchvision's own
+  decoders are deprecated since torchvision 0.29).
 
 Images are converted explicitly to the channel count asked for (gray → RGB repeats the
 channel; RGB → gray is ITU-R 601 luminance, as torchvision computes it). A dataset may carry an
@@ -27,13 +28,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image  # Pillow: a requirement of torchvision
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 
 MANIFEST_SCHEMA = "taggants.manifest/1"
 SPLITS = ("train", "test")
 LAYOUTS = ("idx", "imagefolder")
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# Pillow's modes for 16-bit gray PNGs (and 32-bit integer gray), which convert("L") would clip.
+WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
 @dataclass(frozen=True)
@@ -264,13 +267,17 @@ def convert_dataset_channels(dataset: TensorImageDataset, channels: int) -> Tens
 
 
 def decode_file(path: Path, *, channels: int) -> torch.Tensor:
-    """Decode a JPEG/PNG/WebP file to uint8 [channels, H, W] (alpha dropped)."""
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    """Decode a JPEG/PNG/WebP file to uint8 [channels, H, W]: alpha dropped, palettes expanded,
+    16-bit gray reduced to its high byte, colour to gray by Pillow's ITU-R 601 luma."""
     try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-        return decode_image(data, mode=mode)
-    except RuntimeError as error:
+        with Image.open(path) as image:
+            if image.mode in WIDE_GRAY_MODES:
+                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise RuntimeError(f"cannot decode image {path}: {error}") from error
+    tensor = torch.from_numpy(pixels.copy())  # [H, W] or [H, W, 3]
+    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,28 @@ def test_imagefolder_reads_gray_and_rgb_png_jpeg_and_webp_in_manifest_order(tmp_
     # The JPEG decodes as Pillow (libjpeg) decodes it.
     jpeg = np.asarray(Image.open(root / "train/cat/c.jpg").convert("RGB")).astype(np.int16)
     assert np.abs(images[2].permute(1, 2, 0).numpy().astype(np.int16) - jpeg).max() <= 1
+
+
+def test_imagefolder_decoding_uses_no_deprecated_decoder(tmp_path):
+    root = tmp_path / "pets"
+    write_folder(root)
+    train = open_dataset(DatasetSpec(imagefolder_manifest(root, ["cat", "dog"]), root, "train"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert train.images(range(8)).dtype == torch.uint8
+
+
+def test_a_16_bit_gray_png_keeps_its_high_byte(tmp_path):
+    root = tmp_path / "deep"
+    wide = (np.arange(120, dtype=np.uint16).reshape(12, 10) * 500).astype(np.uint16)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(wide).save(root / name / "a.png")  # mode I;16
+    manifest = imagefolder_manifest(root, ["cat", "dog"])
+    train = open_dataset(DatasetSpec(manifest, root, "train"), channels=1)
+    images = train.images([0])
+    assert images.dtype == torch.uint8 and images.shape == (1, 1, 12, 10)
+    np.testing.assert_array_equal(images[0, 0].numpy(), (wide >> 8).astype(np.uint8))
 
 
 def test_rgb_images_become_gray_by_luminance(tmp_path):
