@@ -41,7 +41,7 @@ class RecipeConfig:
     # Data and augmentation.
     batch_size: int = 128
     crop: str = "pad"  # "pad": random crop with zero padding; "rrc": random resized crop
-    crop_padding: int = 2  # pixels of zero padding on each side ("pad")
+    crop_padding: int = 2  # pixels of zero padding on each side ("pad"; 0: no crop)
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # area fraction range ("rrc")
     hflip: float = 0.5  # probability of a horizontal flip; 0 where flips change meaning
     three_augment: bool = False  # DeiT-III: grayscale / solarise / blur, one at random

@@ -37,7 +37,8 @@ def train_transform(
         if source_size != (input_size, input_size):
             steps.append(v2.Resize(input_size, antialias=True))
             steps.append(v2.CenterCrop(input_size))
-        steps.append(v2.RandomCrop(input_size, padding=config.crop_padding))
+        if config.crop_padding > 0:
+            steps.append(v2.RandomCrop(input_size, padding=config.crop_padding))
     if config.hflip > 0:
         steps.append(v2.RandomHorizontalFlip(config.hflip))
     if config.three_augment:
@@ -46,7 +47,7 @@ def train_transform(
         strength = config.color_jitter
         saturation = strength if channels == 3 else None  # saturation needs colour
         steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=saturation))
-    return v2.Compose(steps)
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
 def three_augment(*, input_size: int, channels: int) -> v2.Transform:

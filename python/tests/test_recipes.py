@@ -59,6 +59,13 @@ def test_three_augment_keeps_the_image_shape_and_type(channels):
     assert any(not torch.equal(o, image) for o in outputs)
 
 
+def test_without_crop_or_flip_the_simple_recipe_leaves_images_unchanged():
+    config = resolve_recipe("simple", image_size=28, overrides={"crop_padding": 0, "hflip": 0.0})
+    transform = train_transform(config, input_size=28, channels=1, source_size=(28, 28))
+    image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    assert all(torch.equal(transform(image), image) for _ in range(4))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe-idx")
