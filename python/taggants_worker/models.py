@@ -125,8 +125,11 @@ PRESETS: dict[str, ModelPreset] = {
         description="compact CNN for small gray images (CPU scale)",
     ),
     # 7×7 patches (16 tokens) and average pooling instead of a class token. Fashion-MNIST, all
-    # 60 000 images, 2 CPU threads, plain loop without flips: 84.2 % after 4 epochs (212 s) and
-    # 86.3 % after 6 (316 s), against 84.9 % after 4 epochs (397 s) with 4×4 patches (49 tokens).
+    # 60 000 images, 2 CPU threads, plain loop, 5 epochs at batch 128: 88.4 % and 87.7 % (two
+    # seeds, 218 s) without augmentation, 86.6 % with 1-pixel crops and 87.7 % with flips; 4×4
+    # patches (49 tokens) train 2.5× slower per image. A schedule this short gains nothing
+    # from cropping, so the preset's `simple` recipe leaves images as they are; augmentation
+    # is one `--set crop_padding=2 hflip=0.5` away for longer schedules.
     "vit-small-28": ModelPreset(
         "vit_tiny_patch16_224",
         {
@@ -141,10 +144,12 @@ PRESETS: dict[str, ModelPreset] = {
         recipe_defaults={
             "simple": {
                 "optimizer": "adamw",
-                "lr": 3e-3,
-                "lr_base_batch": 64,
-                "batch_size": 64,
+                "lr": 2e-3,
+                "lr_base_batch": 128,
+                "batch_size": 128,
                 "weight_decay": 0.05,
+                "crop_padding": 0,
+                "hflip": 0.0,
             }
         },
         description="small ViT with 7×7 patches and average pooling for 28×28 images (CPU scale)",
