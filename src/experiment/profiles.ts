@@ -122,7 +122,7 @@ const FASHION_MNIST: ExperimentProfile = {
       scenario: "arch",
       model: "vit-small-28",
       recipe: "simple",
-      epochs: 4,
+      epochs: 6,
       data: "signed",
       seed: 3,
     },
@@ -132,7 +132,7 @@ const FASHION_MNIST: ExperimentProfile = {
   limits: { maxBudgetFraction: 0.02 },
   plan: {
     device: "2 CPU cores",
-    trainImagesPerSecond: { cnn: 2000, "vit-small-28": 1000 },
+    trainImagesPerSecond: { cnn: 2000, "vit-small-28": 1500 },
     craftImageStepsPerSecond: 100,
     craftGiBPerImage: 0.002,
     trainGiBPerImage: 0.001,
