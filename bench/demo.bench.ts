@@ -4,7 +4,7 @@
  * the clean control are trained as on a fresh clone, and records the seconds of every stage from
  * its report.json, the wall time, and each scenario's log10 p and validation accuracy. Targets: the whole demo within
  * 25 minutes; with a cached surrogate (the wall time less the surrogate stage) within 18.
- * Takes as long as the demo itself (about 6 minutes on an idle 2-core machine).
+ * Takes as long as the demo itself (about 5 minutes on an idle 2-core machine).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
