@@ -135,6 +135,10 @@ def validate_recipe(config: RecipeConfig) -> None:
             raise ValueError(f"recipe {key} must be one of {valid}, got {getattr(config, key)!r}")
     if config.batch_size < 2 or (config.mixup or config.cutmix) and config.batch_size % 2:
         raise ValueError(f"batch_size must be an even number ≥ 2, got {config.batch_size}")
+    if config.crop_padding < 0:
+        raise ValueError(
+            f"crop_padding is a number of pixels ≥ 0 (0: no crop), got {config.crop_padding}"
+        )
     if not 0.0 <= config.hflip <= 1.0:
         raise ValueError(f"hflip is a probability in [0, 1], got {config.hflip}")
 

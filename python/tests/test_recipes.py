@@ -8,6 +8,7 @@ from manifest_builder import write_idx_dataset
 
 from taggants_worker.data import DatasetSpec, open_dataset
 from taggants_worker.distributed import SINGLE_PROCESS
+from taggants_worker.models import resolve_model_name
 from taggants_worker.recipes import augmentation_params, resolve_recipe
 from taggants_worker.train import TrainingRun, make_plan, seed_everything
 from taggants_worker.transforms import train_transform
@@ -59,11 +60,23 @@ def test_three_augment_keeps_the_image_shape_and_type(channels):
     assert any(not torch.equal(o, image) for o in outputs)
 
 
-def test_without_crop_or_flip_the_simple_recipe_leaves_images_unchanged():
-    config = resolve_recipe("simple", image_size=28, overrides={"crop_padding": 0, "hflip": 0.0})
+def test_the_small_vit_preset_trains_on_unaugmented_images():
+    _, _, preset_recipes = resolve_model_name("vit-small-28")
+    config = resolve_recipe("simple", image_size=28, preset_defaults=preset_recipes["simple"])
+    assert (config.crop_padding, config.hflip, config.optimizer) == (0, 0.0, "adamw")
     transform = train_transform(config, input_size=28, channels=1, source_size=(28, 28))
     image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
     assert all(torch.equal(transform(image), image) for _ in range(4))
+    # The default simple recipe does move pixels: the comparison above can fail.
+    cropping = train_transform(
+        resolve_recipe("simple", image_size=28), input_size=28, channels=1, source_size=(28, 28)
+    )
+    assert any(not torch.equal(cropping(image), image) for _ in range(8))
+
+
+def test_a_negative_crop_padding_is_refused():
+    with pytest.raises(ValueError, match="crop_padding is a number of pixels ≥ 0"):
+        resolve_recipe("simple", image_size=28, overrides={"crop_padding": -1})
 
 
 @pytest.fixture(scope="module")
