@@ -28,14 +28,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image  # Pillow: a requirement of torchvision
+from PIL import Image
 from torch.utils.data import Dataset
 
 MANIFEST_SCHEMA = "taggants.manifest/1"
 SPLITS = ("train", "test")
 LAYOUTS = ("idx", "imagefolder")
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-# Pillow's modes for 16-bit gray PNGs (and 32-bit integer gray), which convert("L") would clip.
+# Pillow's modes for 16-bit gray PNGs ("I": opened as 32-bit integers holding 16-bit values),
+# which convert("L") would clip; their high byte is the 8-bit pixel.
 WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 

@@ -100,7 +100,7 @@ def test_imagefolder_decoding_uses_no_deprecated_decoder(tmp_path):
     write_folder(root)
     train = open_dataset(DatasetSpec(imagefolder_manifest(root, ["cat", "dog"]), root, "train"))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error")
         assert train.images(range(8)).dtype == torch.uint8
 
 
