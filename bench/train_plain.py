@@ -1,9 +1,9 @@
 """The plain PyTorch reference for bench/train.bench.ts.
 
 `prepare`: write the first N Fashion-MNIST training images (and all test images) as idx files.
-`loop`: train a model with a plain loop — same timm model, batch size, data, optimiser and
-per-sample augmentation as the worker's `simple` recipe with the model preset's defaults — and
-print the images/s of the last epoch.
+`loop`: train a model with a plain loop — the same timm model, batch size, data, optimiser and
+per-sample augmentation (the worker's own `train_transform`) as the `simple` recipe with the
+model preset's defaults — and print the images/s of the last epoch.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.optim import create_optimizer_v2
 from torch.nn import functional
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from taggants_worker.data import read_idx
 from taggants_worker.models import build_model, model_spec_for, resolve_model_name
 from taggants_worker.recipes import resolve_recipe
+from taggants_worker.transforms import train_transform
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -54,23 +55,23 @@ def loop(data: Path, model_name: str, epochs: int, batch_size: int) -> dict[str,
     images = torch.from_numpy(read_idx(data / "train-images-idx3-ubyte.gz").copy()).unsqueeze(1)
     labels = torch.from_numpy(read_idx(data / "train-labels-idx1-ubyte.gz").astype(np.int64))
     _, _, preset_recipes = resolve_model_name(model_name)
-    recipe = resolve_recipe("simple", image_size=28, preset_defaults=preset_recipes.get("simple"))
+    recipe = resolve_recipe(
+        "simple",
+        image_size=28,
+        preset_defaults=preset_recipes.get("simple"),
+        overrides={"batch_size": batch_size},
+    )
     spec = model_spec_for(model_name, num_classes=10, in_chans=1, img_size=28)
     torch.manual_seed(0)
     model = build_model(spec).train()
-    if recipe.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
-    # The same augmentation as the preset's `simple` recipe (the ViT preset has none).
-    steps = []
-    if recipe.crop_padding > 0:
-        steps.append(v2.RandomCrop(28, padding=recipe.crop_padding))
-    if recipe.hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(recipe.hflip))
-    transform = v2.Compose(steps) if steps else v2.Identity()
+    optimizer = create_optimizer_v2(
+        model,
+        opt=recipe.optimizer,
+        lr=recipe.scaled_lr(1),
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+    )
+    transform = train_transform(recipe, input_size=28, channels=1, source_size=(28, 28))
     loader = DataLoader(
         Augmented(images, labels, transform),
         batch_size=batch_size,
