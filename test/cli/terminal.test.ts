@@ -1,23 +1,8 @@
 import test from "ava";
-import { PassThrough } from "node:stream";
-import { Terminal } from "../../src/cli/terminal.ts";
-
-function plainTerminal(): { terminal: Terminal; lines: () => string[] } {
-  const stderr = new PassThrough();
-  let text = "";
-  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-  const terminal = new Terminal({ interactive: false, stderr, stdout: new PassThrough() });
-  // Drop the timestamp that plain lines start with.
-  const lines = () =>
-    text
-      .split("\n")
-      .filter((line) => line.length > 0)
-      .map((line) => line.replace(/^\S+ /, ""));
-  return { terminal, lines };
-}
+import { recordingTerminal } from "../helpers/terminal.ts";
 
 test("a plain progress line for the last count is printed once, even when ticked again", (t) => {
-  const { terminal, lines } = plainTerminal();
+  const { terminal, lines } = recordingTerminal();
   const progress = terminal.progress("manifest", 3);
   progress.tick(3);
   progress.tick(3);
@@ -28,7 +13,7 @@ test("a plain progress line for the last count is printed once, even when ticked
 });
 
 test("a stage that fails says so and never says done", (t) => {
-  const { terminal, lines } = plainTerminal();
+  const { terminal, lines } = recordingTerminal();
   const progress = terminal.progress("crafting taggants", 10);
   progress.tick(4);
   progress.fail();
@@ -38,7 +23,7 @@ test("a stage that fails says so and never says done", (t) => {
 });
 
 test("a resumed stage says how much was done before and how much is left", (t) => {
-  const { terminal, lines } = plainTerminal();
+  const { terminal, lines } = recordingTerminal();
   const progress = terminal.progress("crafting taggants", 30, { alreadyDone: 12 });
   progress.tick(30);
   progress.stop();

@@ -2,8 +2,7 @@ import test from "ava";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
-import { Terminal } from "../../src/cli/terminal.ts";
+import { recordingTerminal } from "../helpers/terminal.ts";
 import { craftTaggants, type CraftParams } from "../../src/sign/craft.ts";
 import type { Worker } from "../../src/worker/client.ts";
 import { Tensor } from "../../src/worker/tensor.ts";
@@ -45,10 +44,7 @@ async function craftWith(
 ): Promise<string[]> {
   const folder = await mkdtemp(join(tmpdir(), "taggants-craft-"));
   t.teardown(() => rm(folder, { recursive: true, force: true }));
-  const stderr = new PassThrough();
-  let text = "";
-  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-  const terminal = new Terminal({ interactive: false, stderr, stdout: new PassThrough() });
+  const { terminal, lines } = recordingTerminal();
   await craftTaggants({
     worker: fakeWorker(events),
     terminal,
@@ -62,7 +58,7 @@ async function craftWith(
     statePath: join(folder, "state"),
     cachePath: join(folder, "cache"),
   });
-  return text.split("\n").map((line) => line.replace(/^\S+ /, ""));
+  return lines();
 }
 
 test("a crafting job resumed in its second restart says how many steps it had done", async (t) => {

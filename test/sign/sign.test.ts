@@ -7,9 +7,9 @@
 import test from "ava";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { Terminal } from "../../src/cli/terminal.ts";
+import { recordingTerminal } from "../helpers/terminal.ts";
 import { loadCommitment, validateKeysAgainstCommitment } from "../../src/keys/commitment.ts";
 import { deriveKeys } from "../../src/keys/derive.ts";
 import { createKeySecret, loadKeySecret } from "../../src/keys/secret.ts";
@@ -31,18 +31,6 @@ import {
 
 const fakeWorker = new URL("./fake_craft_worker.py", import.meta.url).pathname;
 const quiet = new Terminal({ verbosity: "quiet" });
-
-/**
- * A quiet terminal that keeps what it prints, for the ImageFolder fixtures: their README.txt is
- * there on purpose, and the warning that skips it belongs in the test, not in the test log.
- */
-function keepingTerminal(): { terminal: Terminal; printed: () => string } {
-  const stderr = new PassThrough();
-  let text = "";
-  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-  const terminal = new Terminal({ verbosity: "quiet", stderr, stdout: new PassThrough() });
-  return { terminal, printed: () => text };
-}
 
 let worker: Worker;
 let base: string;
@@ -220,7 +208,9 @@ test.serial(
     await fakeSurrogate(req.surrogates[0]!, 1);
     await writeClassNames(req.surrogates[0]!, root);
 
-    const { terminal, printed } = keepingTerminal();
+    // The ImageFolder fixtures' README.txt is there on purpose: the warning that skips it is
+    // checked here instead of printed to the test log.
+    const { terminal, printed } = recordingTerminal("quiet");
     const outcome = await signDataset(req, { worker, terminal });
 
     t.regex(printed(), /warning: not part of the dataset, skipped: README\.txt/);
@@ -264,7 +254,7 @@ test.serial(
     await fakeSurrogate(req.surrogates[0]!, 3);
     await writeClassNames(req.surrogates[0]!, root);
 
-    const { terminal, printed } = keepingTerminal();
+    const { terminal, printed } = recordingTerminal("quiet");
     const outcome = await signDataset(req, { worker, terminal });
 
     t.regex(printed(), /skipped: README\.txt/);

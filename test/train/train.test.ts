@@ -3,10 +3,9 @@ import { execa } from "execa";
 import { cp, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { parseSettings } from "../../src/cli/commands/train.ts";
-import { Terminal } from "../../src/cli/terminal.ts";
+import { recordingTerminal } from "../helpers/terminal.ts";
 import { UsageError } from "../../src/errors.ts";
 import { resolvePython } from "../../src/env/python.ts";
 import { buildManifest } from "../../src/manifest/index.ts";
@@ -135,18 +134,14 @@ test("progress events become fractional epochs on the bar", (t) => {
 });
 
 test("a resumed training run says how many epochs its checkpoint had done", (t) => {
-  const stderr = new PassThrough();
-  let text = "";
-  stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-  const terminal = new Terminal({ interactive: false, stderr, stdout: new PassThrough() });
+  const { terminal, lines } = recordingTerminal();
   const bar = trainingProgress(terminal, "training cnn (simple)", 5);
   // The worker reports the first step of each epoch at once: epoch 3 is where this run starts.
   bar.onEvent({ epoch: 3, epochs: 5, step: 1, steps: 10, loss: 0.5, lr: 0.01, images_per_s: 9 });
   bar.onEvent({ epoch: 3, epochs: 5, step: 2, steps: 10, loss: 0.5, lr: 0.01, images_per_s: 9 });
   bar.stop("top-1 90.00 %");
-  const lines = text.split("\n").map((line) => line.replace(/^\S+ /, ""));
-  t.is(lines[0], "training cnn (simple): resuming: 2 of 5 done, 3 to do");
-  t.regex(lines.at(-2)!, /^training cnn \(simple\): done in .* — top-1 90\.00 %$/);
+  t.is(lines()[0], "training cnn (simple): resuming: 2 of 5 done, 3 to do");
+  t.regex(lines().at(-1)!, /^training cnn \(simple\): done in .* — top-1 90\.00 %$/);
 });
 
 async function cli(args: string[]) {
