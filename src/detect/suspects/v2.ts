@@ -11,7 +11,7 @@
 import { z } from "zod";
 import { TaggantsError, UsageError } from "../../errors.ts";
 import { describeFirstProblem } from "../../invalid-file.ts";
-import { exchange, SuspectHttpError } from "../http.ts";
+import { exchange, SuspectEndpointError, SuspectHttpError } from "../http.ts";
 import type { AnswerFormat, RequestFormat } from "../formats.ts";
 import type { LabelSpace } from "../suspect.ts";
 import type { SpecOf } from "./index.ts";
@@ -79,7 +79,8 @@ async function fetchMetadata(
     ));
   } catch (error) {
     options.signal.throwIfAborted();
-    const message = `Cannot read the v2 model metadata at ${url}: ${(error as Error).message}`;
+    if (!(error instanceof SuspectHttpError || error instanceof SuspectEndpointError)) throw error;
+    const message = `Cannot read the v2 model metadata at ${url}: ${error.message}`;
     // No answer after every retry (the server is down or failing) is a runtime failure (exit 3);
     // an answer that refuses the URL or the credentials is a usage error (exit 2).
     if (error instanceof SuspectHttpError && error.outcome === "failed")
