@@ -129,9 +129,14 @@ export async function parseSuspectSpec(spec: string): Promise<SuspectSpec> {
       return { kind: location.kind, spec, url: location.url };
     case "config":
       return { ...(await loadAdapterConfig(location.path)), spec };
-    case "checkpoint":
-      if (splitPrefix(spec)[0] === "checkpoint" || (await isDirectory(location.path)))
+    case "checkpoint": {
+      // "checkpoint:" is taken at its word (a missing folder fails when it is loaded); an
+      // unprefixed spec is a checkpoint only when it names a folder.
+      const explicit = splitPrefix(spec)[0] === "checkpoint";
+      if (explicit || (await isDirectory(location.path)))
         return { kind: "checkpoint", spec, path: location.path };
+      break;
+    }
   }
   throw new UsageError(
     "detect-suspect-spec-invalid",
