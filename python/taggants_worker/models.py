@@ -125,11 +125,11 @@ PRESETS: dict[str, ModelPreset] = {
         description="compact CNN for small gray images (CPU scale)",
     ),
     # 7×7 patches (16 tokens) and average pooling instead of a class token. Fashion-MNIST, all
-    # 60 000 images, 2 CPU threads, plain loop, 5 epochs at batch 128: 88.4 % and 87.7 % (two
-    # seeds, 218 s) without augmentation, 86.6 % with 1-pixel crops and 87.7 % with flips; 4×4
-    # patches (49 tokens) train 2.5× slower per image. A schedule this short gains nothing
-    # from cropping, so the preset's `simple` recipe leaves images as they are; augmentation
-    # is one `--set crop_padding=2 hflip=0.5` away for longer schedules.
+    # 60 000 images, 2 CPU threads, plain loop, 5 epochs at batch 128 (218 s): 88.4 % and 87.7 %
+    # (two seeds) without augmentation, 86.6 % with 1-pixel crops, 87.7 % with flips; 4×4
+    # patches (49 tokens) train about half as fast per image. A schedule this short gains
+    # nothing from cropping, so the preset's `simple` recipe leaves images as they are;
+    # augmentation is one `--set crop_padding=2 hflip=0.5` away for longer schedules.
     "vit-small-28": ModelPreset(
         "vit_tiny_patch16_224",
         {
