@@ -8,6 +8,7 @@ to float happens per batch on the training device.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -68,14 +69,20 @@ def three_augment(*, input_size: int, channels: int) -> v2.Transform:
 
 
 def eval_transform(*, input_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Evaluation preprocessing of dataset images: resize + centre crop when not already square
-    at the input size."""
-    return v2.Compose(
+    """Evaluation preprocessing of one dataset image: an image already square at the input size
+    is used as it is, as training uses it; any other is resized so that a centre crop of the
+    input size keeps `EVAL_CROP_PCT` of it, then centre-cropped."""
+    resize_and_crop = v2.Compose(
         [
             v2.Resize(int(round(input_size / EVAL_CROP_PCT)), antialias=True),
             v2.CenterCrop(input_size),
         ]
     )
+    return functools.partial(_eval_image, size=(input_size, input_size), other=resize_and_crop)
+
+
+def _eval_image(image: torch.Tensor, *, size: tuple[int, int], other: v2.Transform) -> torch.Tensor:
+    return image if tuple(image.shape[-2:]) == size else other(image)
 
 
 def resize_nearest(images: torch.Tensor, *, input_size: int) -> torch.Tensor:
