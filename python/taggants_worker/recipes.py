@@ -188,12 +188,14 @@ def _validate_setting_type(name: str, value: Any, *, default: Any) -> None:
         ok = value is None or isinstance(value, int | float) and not isinstance(value, bool)
     elif isinstance(default, bool):
         ok = isinstance(value, bool)
-    elif isinstance(default, int | float):
+    elif isinstance(default, int):  # a count of pixels, images or workers
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     else:
         ok = isinstance(value, type(default))
     if not ok:
         raise ValueError(
-            f"recipe setting {name}={value!r} should be a {type(default).__name__} "
+            f"recipe setting {name}={value!r} should be of type {type(default).__name__}, "
             f"like its default {default!r}"
         )

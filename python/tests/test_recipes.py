@@ -124,9 +124,11 @@ def test_a_few_steps_of_each_recipe_lower_the_loss_on_a_fixed_batch(tiny, recipe
 
 
 def test_a_recipe_override_of_the_wrong_type_is_refused_with_the_setting_named():
-    with pytest.raises(ValueError, match="lr='abc' should be a float"):
+    with pytest.raises(ValueError, match="lr='abc' should be of type float"):
         resolve_recipe("simple", image_size=28, overrides={"lr": "abc"})
-    with pytest.raises(ValueError, match="three_augment='false' should be a bool"):
+    with pytest.raises(ValueError, match="three_augment='false' should be of type bool"):
         resolve_recipe("deit3", image_size=28, overrides={"three_augment": "false"})
+    with pytest.raises(ValueError, match="crop_padding=2.5 should be of type int"):
+        resolve_recipe("simple", image_size=28, overrides={"crop_padding": 2.5})
     tuned = resolve_recipe("simple", image_size=28, overrides={"lr": 1, "grad_clip": 1.0})
     assert (tuned.lr, tuned.grad_clip) == (1, 1.0)
