@@ -207,12 +207,31 @@ def check_same_plan(record: dict[str, Any], plan: TrainPlan, out: Path) -> None:
     """A checkpoint folder resumes only the run that made it."""
     wanted = plan.to_json()
     for key in ("model", "recipe", "epochs", "seeds", "classes", "data"):
-        if _normalise(record.get(key)) != _normalise(wanted[key]):
+        have, want = _normalise(record.get(key)), _normalise(wanted[key])
+        if have != want:
             raise ValueError(
-                f"{out} holds a checkpoint of another run ({key} differs: it has "
-                f"{record.get(key)!r}, this run has {wanted[key]!r}); use another output folder "
-                "or the same settings to resume"
+                f"{out} holds a checkpoint of another run ({key} differs: "
+                f"{_describe_difference(have, want)}); use another output folder or the same "
+                "settings to resume"
             )
+
+
+def _describe_difference(have: Any, want: Any) -> str:
+    """`it has 1, this run has 3`, or for settings `hflip 0.0 → 0.5` for each one that differs."""
+    if not (isinstance(have, dict) and isinstance(want, dict)):
+        return f"it has {have!r}, this run has {want!r}"
+    return ", ".join(_changed_settings(have, want))
+
+
+def _changed_settings(have: dict, want: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(have.keys() | want.keys()):
+        old, new = have.get(key), want.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += _changed_settings(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key} {old!r} → {new!r}")
+    return changes
 
 
 class TrainingRun:

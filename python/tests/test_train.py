@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
     return DatasetSpec(manifest, root, "train"), DatasetSpec(manifest, root, "test")
 
 
-def run(tiny, out, *, epochs=2, seed=0, **kwargs):
+def run(tiny, out, *, epochs=2, seed=0, overrides=TINY_CNN, **kwargs):
     train, test = tiny
     return train_model(
         data=train,
@@ -40,7 +40,7 @@ def run(tiny, out, *, epochs=2, seed=0, **kwargs):
         out=out,
         seed=seed,
         data_seed=1,
-        overrides=TINY_CNN,
+        overrides=overrides,
         model_kwargs={"widths": [8, 16, 32]},
         **kwargs,
     )
@@ -77,8 +77,10 @@ def test_a_checkpoint_folder_refuses_a_run_with_other_settings(tiny, tmp_path):
     run(tiny, tmp_path / "ck", epochs=1)
     with pytest.raises(ValueError, match="seeds differs"):
         run(tiny, tmp_path / "ck", epochs=1, seed=5)
-    with pytest.raises(ValueError, match="epochs differs"):
+    with pytest.raises(ValueError, match="epochs differs: it has 1, this run has 2"):
         run(tiny, tmp_path / "ck", epochs=2)
+    with pytest.raises(ValueError, match=r"recipe differs: config.hflip 0\.5 → 0\.0\)"):
+        run(tiny, tmp_path / "ck", epochs=1, overrides={**TINY_CNN, "hflip": 0.0})
 
 
 def test_training_refuses_an_output_path_that_is_not_a_checkpoint(tiny, tmp_path):

@@ -85,11 +85,21 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode);
   } catch (error) {
-    return reportFailure(error, argv.includes("--verbose") || argv.includes("-v"));
+    // The command's name is the first word after the global flags (which take no values).
+    const command = argv.slice(2).find((word) => !word.startsWith("-"));
+    return reportFailure(error, argv.includes("--verbose") || argv.includes("-v"), command);
   }
 }
 
-function reportFailure(error: unknown, verbose: boolean): number {
+/** What re-running an interrupted command picks up, for the commands that resume. */
+const RESUMES: Record<string, string> = {
+  train: "training continues from its last epoch checkpoint",
+  sign: "crafting continues from its last saved step",
+  experiment:
+    "finished stages are reused, and training and crafting continue from their last checkpoints",
+};
+
+function reportFailure(error: unknown, verbose: boolean, command?: string): number {
   if (error instanceof CommanderError) {
     // Help and version are "errors" for commander; the usage message is already printed.
     return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
@@ -97,8 +107,9 @@ function reportFailure(error: unknown, verbose: boolean): number {
   const terminal = new Terminal();
   const interrupted = exitCodeAfterInterrupt();
   if (interrupted !== undefined) {
+    const resumes = command === undefined ? undefined : RESUMES[command];
     terminal.error(
-      "Interrupted. Re-running the same command resumes: training continues from its last epoch checkpoint and signing from its last saved crafting step.",
+      resumes ? `Interrupted. Re-running the same command resumes: ${resumes}.` : "Interrupted.",
     );
   }
   if (error instanceof TaggantsError) {

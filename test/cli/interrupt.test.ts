@@ -36,5 +36,8 @@ test("Ctrl-C during training exits 130 and says that re-running the command resu
   run.kill("SIGINT");
   const result = await run;
   t.is(result.exitCode, 130, result.stderr);
-  t.regex(result.stderr, /Re-running the same command resumes/);
+  t.regex(
+    result.stderr,
+    /Re-running the same command resumes: training continues from its last epoch checkpoint\./,
+  );
 });
