@@ -93,6 +93,11 @@ def watch_stdin(endpoint: str) -> None:
     threading.Thread(target=wait_for_eof, name="stdin-watch", daemon=True).start()
 
 
+# The exit status of a worker that refuses its start-up settings; the orchestrator reports it as
+# a usage error (exit 2) with the worker's one-line reason.
+EXIT_REFUSED_SETTINGS = 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     configure_logging(args.log_level)
@@ -106,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     import taggants_worker.commands  # noqa: F401
     from taggants_worker.server import ServerSettings, select_device, serve
 
-    device = select_device(args.device)
     log = logging.getLogger("taggants_worker")
+    try:
+        device = select_device(args.device)
+    except ValueError as error:  # e.g. --device cuda without a GPU: one line, no traceback
+        log.error("%s", error)
+        return EXIT_REFUSED_SETTINGS
     log.info("ready in %.1f s on %s", time.perf_counter() - started, device)
     settings = ServerSettings(
         endpoint=args.endpoint,

@@ -45,7 +45,10 @@ def select_device(requested: str) -> torch.device:
     if requested not in DEVICE_CHOICES:
         raise ValueError(f"unknown device {requested!r}; choose one of {', '.join(DEVICE_CHOICES)}")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested, but torch sees no CUDA device")
+        raise ValueError(
+            "device 'cuda' was requested, but torch sees no CUDA device; use --device cpu, or "
+            "--device auto to take the GPU when there is one"
+        )
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

@@ -1,5 +1,6 @@
 """The worker process: it removes its ipc endpoint's socket file when it exits."""
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,3 +69,21 @@ def test_the_worker_removes_its_ipc_socket_file_when_it_exits(
         worker.kill()
         worker.wait()
     assert not path.exists(), f"{path} was left behind after a {ending}"
+
+
+def test_a_device_torch_does_not_have_is_refused_in_one_line_with_exit_status_2(
+    tmp_path: Path,
+) -> None:
+    from taggants_worker.__main__ import EXIT_REFUSED_SETTINGS
+
+    endpoint = f"ipc://{tmp_path / 'wire.ipc'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "taggants_worker", "--endpoint", endpoint, "--device", "cuda"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # no GPU, even on a machine with one
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_REFUSED_SETTINGS == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "use --device cpu" in lines[0], lines

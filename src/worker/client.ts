@@ -14,6 +14,7 @@ import { execa, type Result } from "execa";
 import { Dealer } from "zeromq";
 import type { Terminal } from "../cli/terminal.ts";
 import { resolvePython, workerEnvironment } from "../env/python.ts";
+import { UsageError } from "../errors.ts";
 import { WorkerError, WorkerPythonError } from "./errors.ts";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -77,6 +78,8 @@ const DEFAULTS = {
 
 /** ipc:// paths are limited by the kernel's sockaddr_un (108 bytes, terminator included). */
 const MAX_IPC_PATH = 100;
+/** The worker's exit status when it refuses a start-up setting (python: EXIT_REFUSED_SETTINGS). */
+const WORKER_REFUSED_SETTINGS = 2;
 
 interface PendingRequest {
   id: number;
@@ -498,7 +501,10 @@ export class Worker {
     this.stderrTail.push(level ? `${level}: ${text}` : text);
     if (this.stderrTail.length > this.settings.stderrTailLines) this.stderrTail.shift();
     const terminal = this.settings.terminal;
-    if (level === "warning" || level === "error" || level === "critical") {
+    // A worker that fails to start: its error lines are in the start error's message already.
+    const startFailure = this.state === "starting" && (level === "error" || level === "critical");
+    if (startFailure) terminal?.debug(`worker ${level}: ${text}`);
+    else if (level === "warning" || level === "error" || level === "critical") {
       terminal?.warn(`worker: ${text}`);
     } else terminal?.debug(`worker ${level ?? "output"}: ${text}`);
   }
@@ -507,7 +513,17 @@ export class Worker {
     this.exited = true;
     this.exitResult = result;
     const what = `the worker ${describeExit(result)}`;
-    if (this.helloWaiter) this.helloWaiter.reject(this.startError("worker_start_failed", what));
+    if (this.helloWaiter && result.exitCode === WORKER_REFUSED_SETTINGS) {
+      const reason = [...this.stderrTail].reverse().find((line) => line.startsWith("error: "));
+      this.helloWaiter.reject(
+        new UsageError(
+          "worker_settings_refused",
+          `The worker refused its settings: ${reason?.slice("error: ".length) ?? what}.`,
+        ),
+      );
+    } else if (this.helloWaiter) {
+      this.helloWaiter.reject(this.startError("worker_start_failed", what));
+    }
     if (this.state === "ready") this.fail({ code: "worker_exited", what });
   }
 

@@ -7,7 +7,8 @@ export const fakeWorkerScript = fileURLToPath(
   new URL("./fixtures/fake_worker.py", import.meta.url),
 );
 
-export type FakeMode = "normal" | "protocol-99" | "silent" | "garbage" | "exit-at-start";
+export type FakeMode =
+  "normal" | "protocol-99" | "silent" | "garbage" | "exit-at-start" | "refuse-device";
 
 /** A fake worker (no torch, starts in a blink) that misbehaves as `mode` says. */
 export function startFakeWorker(mode: FakeMode, options: StartWorkerOptions = {}): Promise<Worker> {

@@ -3,21 +3,14 @@
 import { readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough } from "node:stream";
 import test from "ava";
 import { execa } from "execa";
-import { Terminal } from "../../src/cli/terminal.ts";
 import { startWorker } from "../../src/worker/client.ts";
+import { UsageError } from "../../src/errors.ts";
 import { WorkerError } from "../../src/worker/errors.ts";
 import { Tensor } from "../../src/worker/tensor.ts";
+import { recordingTerminal } from "../helpers/terminal.ts";
 import { isAlive, startFakeWorker, waitUntilGone } from "./helpers.ts";
-
-function capturingTerminal(): { terminal: Terminal; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: string[] = [];
-  stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
-  return { terminal: new Terminal({ stderr: stream }), text: () => chunks.join("") };
-}
 
 test("a worker killed mid-request fails the request at once with what is known", async (t) => {
   const worker = await startWorker({ device: "cpu" });
@@ -93,8 +86,18 @@ test("a worker that dies while starting reports its exit code and stderr", async
   t.regex(error.message, /fake worker: cannot start \(as asked\)/);
 });
 
+test("a worker that refuses its start-up settings is a usage error with its one-line reason", async (t) => {
+  const { terminal, printed: text } = recordingTerminal();
+  const error = await t.throwsAsync(startFakeWorker("refuse-device", { terminal }), {
+    instanceOf: UsageError,
+  });
+  t.is(error.code, "worker_settings_refused");
+  t.is(error.message, "The worker refused its settings: device 'cuda' was requested (as asked).");
+  t.notRegex(text(), /device 'cuda'/, "the reason is printed once, by the error");
+});
+
 test("malformed messages from the worker are rejected without breaking the wire", async (t) => {
-  const { terminal, text } = capturingTerminal();
+  const { terminal, printed: text } = recordingTerminal();
   const worker = await startFakeWorker("garbage", { terminal });
   t.teardown(() => worker.close());
   t.deepEqual(await worker.request("echo", { a: 1 }), { a: 1 });
@@ -123,7 +126,7 @@ test("a message over the size limit is refused before it is sent", async (t) => 
 });
 
 test("aborting the worker's signal cancels its requests and stops it, by force if need be", async (t) => {
-  const { terminal, text } = capturingTerminal();
+  const { terminal, printed: text } = recordingTerminal();
   const controller = new AbortController();
   const worker = await startFakeWorker("normal", {
     terminal,
