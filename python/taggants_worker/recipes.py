@@ -133,8 +133,13 @@ def validate_recipe(config: RecipeConfig) -> None:
     for key, valid in choices.items():
         if getattr(config, key) not in valid:
             raise ValueError(f"recipe {key} must be one of {valid}, got {getattr(config, key)!r}")
-    if config.batch_size < 2 or (config.mixup or config.cutmix) and config.batch_size % 2:
-        raise ValueError(f"batch_size must be an even number ≥ 2, got {config.batch_size}")
+    if config.batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2, got {config.batch_size}")
+    if (config.mixup or config.cutmix) and config.batch_size % 2:
+        raise ValueError(
+            f"batch_size must be even with Mixup or CutMix (timm mixes pairs), "
+            f"got {config.batch_size}"
+        )
     if config.crop_padding < 0:
         raise ValueError(
             f"crop_padding is a number of pixels ≥ 0 (0: no crop), got {config.crop_padding}"

@@ -74,6 +74,14 @@ def test_the_small_vit_preset_trains_on_unaugmented_images():
     assert any(not torch.equal(cropping(image), image) for _ in range(8))
 
 
+def test_batch_size_must_be_at_least_2_and_even_only_when_mixing():
+    with pytest.raises(ValueError, match="batch_size must be at least 2, got 1"):
+        resolve_recipe("simple", image_size=28, overrides={"batch_size": 1})
+    assert resolve_recipe("simple", image_size=28, overrides={"batch_size": 3}).batch_size == 3
+    with pytest.raises(ValueError, match="batch_size must be even with Mixup or CutMix"):
+        resolve_recipe("deit3", image_size=28, overrides={"batch_size": 3})
+
+
 def test_a_negative_crop_padding_is_refused():
     with pytest.raises(ValueError, match="crop_padding is a number of pixels ≥ 0"):
         resolve_recipe("simple", image_size=28, overrides={"crop_padding": -1})
