@@ -56,6 +56,9 @@ const EvalReply = z.object({
   top5: z.number(),
   loss: z.number(),
   count: z.number(),
+  /** The epoch the checkpoint holds, of the `epochs` its run planned. */
+  epoch: z.number(),
+  epochs: z.number(),
 });
 export type EvalResult = z.infer<typeof EvalReply>;
 

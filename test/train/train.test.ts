@@ -189,6 +189,17 @@ test("taggants train trains the compact CNN on the Fashion-MNIST sample, a re-ru
   const evaluation = JSON.parse(evaluated.stdout) as Record<string, number>;
   t.is(evaluation.count, result.metrics.count);
   t.is(evaluation.top1, result.metrics.top1);
+  t.like(evaluation, { epoch: 2, epochs: 2 });
+  t.notRegex(evaluated.stderr, /unfinished/);
+
+  // The same weights recorded as epoch 1 of 2, as a run interrupted after its first epoch.
+  await writeFile(
+    join(out, "checkpoint.json"),
+    JSON.stringify({ ...record, epoch: 1, complete: false }),
+  );
+  const early = await cli(["eval", "--checkpoint", out, "--data", dataset, "--device", "cpu"]);
+  t.is(early.exitCode, 0, early.stderr);
+  t.regex(early.stderr, /holds epoch 1 of 2: its training run is unfinished/);
 });
 
 test("taggants train refuses an unknown recipe setting with the valid ones", async (t) => {

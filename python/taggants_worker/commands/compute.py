@@ -118,7 +118,8 @@ def train(
 
 @command("eval")
 def eval_command(ctx: Context, *, checkpoint: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Top-1/top-5 accuracy (%), mean loss and image count of a checkpoint on a dataset split."""
+    """Top-1/top-5 accuracy (%), mean loss and image count of a checkpoint on a dataset split,
+    with the epoch it holds of how many its run planned."""
     model, record = load_checkpoint(checkpoint, device=ctx.device)
     dataset = open_dataset(DatasetSpec.from_wire(data), channels=int(record["channels"]))
     if dataset.classes != record["classes"]:
@@ -127,7 +128,8 @@ def eval_command(ctx: Context, *, checkpoint: str, data: dict[str, Any]) -> dict
             f"{record['classes'][:5]}…; evaluate on a dataset with the same classes"
         )
     batch = int(record["recipe"]["config"].get("eval_batch_size", 512))
-    return evaluate(model, dataset, record=record, device=ctx.device, batch_size=batch)
+    metrics = evaluate(model, dataset, record=record, device=ctx.device, batch_size=batch)
+    return {**metrics, "epoch": int(record["epoch"]), "epochs": int(record["epochs"])}
 
 
 @command("predict")

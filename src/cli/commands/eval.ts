@@ -44,6 +44,11 @@ export function register(program: Command): void {
       } finally {
         await worker.close();
       }
+      if (result.epoch < result.epochs) {
+        terminal.warn(
+          `${options.checkpoint} holds epoch ${result.epoch} of ${result.epochs}: its training run is unfinished (re-run the same taggants train command to finish it).`,
+        );
+      }
       terminal.result(
         result,
         () => `${options.split} split, ${result.count} images: ${describeMetrics(result)}`,
