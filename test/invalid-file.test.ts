@@ -3,20 +3,16 @@
  * problem with its path, not a dump of every schema issue.
  */
 import test from "ava";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { loadCommitment } from "../src/keys/commitment.ts";
 import { buildManifest, loadManifest } from "../src/manifest/index.ts";
 import { loadSigningRecord } from "../src/sign/record.ts";
 import { loadReport } from "../src/detect/report.ts";
 import { FIXTURES } from "./manifest/helpers.ts";
+import { temporaryFolder, type Teardown } from "./helpers/temporary.ts";
 
-async function folder(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
-  const path = await mkdtemp(join(tmpdir(), "taggants-invalid-"));
-  t.teardown(() => rm(path, { recursive: true, force: true }));
-  return path;
-}
+const folder = (t: Teardown) => temporaryFolder(t, "taggants-invalid-");
 
 function assertShort(t: import("ava").ExecutionContext, message: string): void {
   t.true(message.split("\n").length <= 2, message);

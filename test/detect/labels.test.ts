@@ -1,6 +1,5 @@
 import test from "ava";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   buildLabelMap,
@@ -8,11 +7,12 @@ import {
   mapAnswer,
   validateKeyLabelsMapped,
 } from "../../src/detect/labels.ts";
+import { temporaryFolder, type Teardown } from "../helpers/temporary.ts";
 
 const classes = ["Bag", "Coat", "Shirt"];
 
-async function mapFile(value: unknown): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "taggants-labels-"));
+async function mapFile(t: Teardown, value: unknown): Promise<string> {
+  const dir = await temporaryFolder(t, "taggants-labels-");
   const path = join(dir, "map.json");
   await writeFile(path, JSON.stringify(value));
   return path;
@@ -45,7 +45,7 @@ test("index outputs are taken as dataset classes only when there are exactly C o
 
 test("a label-map file maps suspect labels to dataset classes by name or index, many to one allowed", async (t) => {
   const table = await loadLabelMapFile(
-    await mapFile({ handbag: "Bag", tote: 0, jacket: "Coat", tee: 2 }),
+    await mapFile(t, { handbag: "Bag", tote: 0, jacket: "Coat", tee: 2 }),
     classes,
   );
   const map = buildLabelMap({ labelSpace: { kind: "names" }, classes, file: table });
@@ -58,7 +58,7 @@ test("a label-map file maps suspect labels to dataset classes by name or index, 
 });
 
 test("a label-map file naming a class the dataset lacks is rejected before any query", async (t) => {
-  const path = await mapFile({ handbag: "Purse" });
+  const path = await mapFile(t, { handbag: "Purse" });
   await t.throwsAsync(loadLabelMapFile(path, classes), {
     code: "detect-label-map-invalid",
     message: /"handbag" → "Purse".*"Bag", "Coat", "Shirt"/,

@@ -1,11 +1,11 @@
 import test from "ava";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RetryPolicy } from "../../src/detect/http.ts";
 import { parseSuspectSpec } from "../../src/detect/spec.ts";
 import { openSuspect } from "../../src/detect/suspects/index.ts";
 import { quietTerminal, sendJson, startFakeServer } from "./fixtures.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const policy: RetryPolicy = { timeoutMs: 2_000, maxAttempts: 1, backoffMs: 5, maxBackoffMs: 5 };
 const options = {
@@ -88,7 +88,7 @@ test("a v2 model with several inputs or unusable outputs needs an adapter config
     openSuspect(await parseSuspectSpec(`v2:${server.url}/v2/models/m`), options),
     { message: /2 inputs \("a", "b"\); name one with "input"/ },
   );
-  const dir = await mkdtemp(join(tmpdir(), "taggants-adapter-"));
+  const dir = await temporaryFolder(t, "taggants-adapter-");
   const config = join(dir, "adapter.json");
   await writeFile(
     config,
@@ -136,7 +136,7 @@ test("suspect specs are checked before anything is contacted", async (t) => {
     message: /does not look like/,
   });
   await t.throwsAsync(parseSuspectSpec("nonsense"), { message: /expected checkpoint:<dir>, v2:/ });
-  const dir = await mkdtemp(join(tmpdir(), "taggants-adapter-"));
+  const dir = await temporaryFolder(t, "taggants-adapter-");
   const config = join(dir, "bad.json");
   await writeFile(
     config,

@@ -4,13 +4,13 @@
  */
 import test from "ava";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import sharp from "sharp";
 import { planExperiment } from "../../src/experiment/dry-run.ts";
 import { profileFor } from "../../src/experiment/profiles.ts";
+import { temporaryFolder, type Teardown } from "../helpers/temporary.ts";
 
 const run = promisify(execFile);
 const repoRoot = new URL("../../", import.meta.url).pathname;
@@ -20,8 +20,11 @@ const repoRoot = new URL("../../", import.meta.url).pathname;
  * is written everywhere: the dry run reads headers only. 10 000 training images are the fewest
  * for which the paper's 0.1 % budget gives one image to each of 10 keys.
  */
-async function tinyImageFolder(options: { perClass: number; classes?: number }): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), "taggants-imagefolder-"));
+async function tinyImageFolder(
+  t: Teardown,
+  options: { perClass: number; classes?: number },
+): Promise<string> {
+  const root = await temporaryFolder(t, "taggants-imagefolder-");
   const jpeg = await sharp({
     create: { width: 32, height: 24, channels: 3, background: "#7a5230" },
   })
@@ -46,7 +49,7 @@ async function tinyImageFolder(options: { perClass: number; classes?: number }):
 }
 
 test("the imagenet dry run validates a tiny ImageFolder and plans every stage", async (t) => {
-  const root = await tinyImageFolder({ perClass: 840 });
+  const root = await tinyImageFolder(t, { perClass: 840 });
   const { stdout } = await run(
     process.execPath,
     [
@@ -100,7 +103,7 @@ test("the imagenet dry run validates a tiny ImageFolder and plans every stage", 
 });
 
 test("a budget that rounds to zero signing images per key stops the dry run with a usage error", async (t) => {
-  const root = await tinyImageFolder({ perClass: 20 });
+  const root = await tinyImageFolder(t, { perClass: 20 });
   const error = await t.throwsAsync(
     run(
       process.execPath,
@@ -124,7 +127,7 @@ test("a budget that rounds to zero signing images per key stops the dry run with
 });
 
 test("the dry run lists configuration problems: budget over the limit, top-k not below C, memory", async (t) => {
-  const root = await tinyImageFolder({ perClass: 30, classes: 8 });
+  const root = await tinyImageFolder(t, { perClass: 30, classes: 8 });
   const profile = profileFor("imagenet");
   profile.signing.budget = { perKey: 5 };
   profile.signing.chunkSize = 1024;

@@ -5,8 +5,7 @@
  * control is not flagged. The p-values of so tiny a run are not asserted.
  */
 import test from "ava";
-import { mkdtemp, readdir, readFile, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import sharp from "sharp";
 import { Terminal } from "../../src/cli/terminal.ts";
@@ -17,6 +16,7 @@ import { loadCommitment } from "../../src/keys/commitment.ts";
 import { readIdxImages } from "../../src/manifest/index.ts";
 import { loadSigningRecord } from "../../src/sign/record.ts";
 import { startWorker } from "../../src/worker/client.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 function tinyProfile(): ExperimentProfile {
   const profile = profileFor("fashion-mnist");
@@ -39,7 +39,7 @@ function tinyProfile(): ExperimentProfile {
 
 test("the experiment runs end to end on a small Fashion-MNIST sample and writes every artefact", async (t) => {
   t.timeout(10 * 60_000);
-  const base = await mkdtemp(join(tmpdir(), "taggants-experiment-"));
+  const base = await temporaryFolder(t, "taggants-experiment-");
   const out = join(base, "run");
   const terminal = new Terminal({ verbosity: "quiet" });
   const report = await runExperiment({

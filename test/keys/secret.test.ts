@@ -1,17 +1,11 @@
 import test from "ava";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createKeySecret, loadKeySecret } from "../../src/keys/secret.ts";
-
-async function temporaryFolder(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-keys-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
-  return folder;
-}
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 test("a new key file holds 256 random bits and only its owner may read it", async (t) => {
-  const path = join(await temporaryFolder(t), "alice.key");
+  const path = join(await temporaryFolder(t, "taggants-keys-"), "alice.key");
   await createKeySecret(path);
   t.is((await stat(path)).mode & 0o777, 0o600);
   t.regex(await readFile(path, "utf8"), /^[0-9a-f]{64}\n$/);
@@ -20,7 +14,7 @@ test("a new key file holds 256 random bits and only its owner may read it", asyn
 });
 
 test("two key files get different secrets", async (t) => {
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-keys-");
   await createKeySecret(join(folder, "a.key"));
   await createKeySecret(join(folder, "b.key"));
   t.notDeepEqual(
@@ -30,7 +24,7 @@ test("two key files get different secrets", async (t) => {
 });
 
 test("creating a key file refuses to overwrite an existing one", async (t) => {
-  const path = join(await temporaryFolder(t), "alice.key");
+  const path = join(await temporaryFolder(t, "taggants-keys-"), "alice.key");
   await createKeySecret(path);
   const before = await readFile(path, "utf8");
   const error = await t.throwsAsync(createKeySecret(path));
@@ -39,7 +33,7 @@ test("creating a key file refuses to overwrite an existing one", async (t) => {
 });
 
 test("a key file readable by others is refused with the chmod that fixes it", async (t) => {
-  const path = join(await temporaryFolder(t), "alice.key");
+  const path = join(await temporaryFolder(t, "taggants-keys-"), "alice.key");
   await createKeySecret(path);
   for (const mode of [0o644, 0o640, 0o604, 0o660]) {
     await chmod(path, mode);
@@ -52,7 +46,7 @@ test("a key file readable by others is refused with the chmod that fixes it", as
 });
 
 test("a missing or malformed key file is refused with a usage error", async (t) => {
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-keys-");
   const missing = await t.throwsAsync(loadKeySecret(join(folder, "none.key")));
   t.is((missing as { code?: string }).code, "key-file-missing");
   const path = join(folder, "bad.key");
@@ -62,7 +56,7 @@ test("a missing or malformed key file is refused with a usage error", async (t) 
 });
 
 test("a key file is not created in a missing folder or over a folder, and the message says why", async (t) => {
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-keys-");
   await t.throwsAsync(createKeySecret(join(folder, "missing", "alice.key")), {
     code: "key-file-folder-missing",
     message: /does not exist\. Create the folder first/,

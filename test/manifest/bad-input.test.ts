@@ -3,7 +3,8 @@ import { copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from "node
 import { join } from "node:path";
 import { buildManifest } from "../../src/manifest/index.ts";
 import { UsageError } from "../../src/errors.ts";
-import { FIXTURES, copyFixture, temporaryFolder } from "./helpers.ts";
+import { FIXTURES, copyFixture } from "./helpers.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 async function expectUsageError(
   t: ExecutionContext,
@@ -57,17 +58,17 @@ test("an unreadable image (a dangling link) is refused", async (t) => {
 });
 
 test("a dataset with fewer than two classes is refused", async (t) => {
-  const root = join(await temporaryFolder(t), "one-class");
+  const root = join(await temporaryFolder(t, "taggants-manifest-"), "one-class");
   await mkdir(join(root, "only"), { recursive: true });
   await copyFile(join(FIXTURES, "formats", "rgb.png"), join(root, "only", "a.png"));
   await expectUsageError(t, root, "dataset-too-few-classes");
-  const empty = join(await temporaryFolder(t), "nothing");
+  const empty = join(await temporaryFolder(t, "taggants-manifest-"), "nothing");
   await mkdir(empty);
   await expectUsageError(t, empty, "dataset-too-few-classes");
 });
 
 test("a root holding only train/ is a split folder without its pair, not a dataset of one class", async (t) => {
-  const root = join(await temporaryFolder(t), "split-alone");
+  const root = join(await temporaryFolder(t, "taggants-manifest-"), "split-alone");
   for (const name of ["Bag", "Coat"]) {
     await mkdir(join(root, "train", name), { recursive: true });
     await copyFile(join(FIXTURES, "formats", "rgb.png"), join(root, "train", name, "a.png"));
@@ -105,7 +106,7 @@ test("idx images without their labels file are refused", async (t) => {
 });
 
 test("a path that is not a folder is refused", async (t) => {
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-manifest-");
   await expectUsageError(t, join(folder, "missing"), "dataset-not-found");
   await writeFile(join(folder, "file"), "x");
   await expectUsageError(t, join(folder, "file"), "dataset-not-found");

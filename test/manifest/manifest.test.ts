@@ -11,7 +11,8 @@ import {
   readIdxLabels,
   type ManifestEntry,
 } from "../../src/manifest/index.ts";
-import { FIXTURES, copyFixture, temporaryFolder } from "./helpers.ts";
+import { FIXTURES, copyFixture } from "./helpers.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex");
 
@@ -23,7 +24,7 @@ async function collect(summaryPath: string, split?: "train" | "test"): Promise<M
 
 test("an ImageFolder manifest lists every file with its class, size and SHA-256", async (t) => {
   const root = join(FIXTURES, "imagefolder");
-  const out = join(await temporaryFolder(t), "fashion");
+  const out = join(await temporaryFolder(t, "taggants-manifest-"), "fashion");
   const summary = await buildManifest({ root, out });
   t.is(summary.layout, "imagefolder");
   t.deepEqual(summary.classes, [
@@ -60,7 +61,7 @@ test("an ImageFolder manifest lists every file with its class, size and SHA-256"
 
 test("the same dataset always gives the same root hash, wherever the manifest is written", async (t) => {
   const root = join(FIXTURES, "imagefolder");
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-manifest-");
   const first = await buildManifest({ root, out: join(folder, "a"), threads: 1 });
   const second = await buildManifest({ root, out: join(folder, "b.json"), threads: 3 });
   t.is(first.root_hash, second.root_hash);
@@ -70,7 +71,10 @@ test("the same dataset always gives the same root hash, wherever the manifest is
 
 test("an idx manifest hashes each image's pixels and records the idx file names", async (t) => {
   const root = join(FIXTURES, "fashion-mnist-idx");
-  const summary = await buildManifest({ root, out: join(await temporaryFolder(t), "idx") });
+  const summary = await buildManifest({
+    root,
+    out: join(await temporaryFolder(t, "taggants-manifest-"), "idx"),
+  });
   t.is(summary.layout, "idx");
   t.deepEqual(summary.classes, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
   t.is(summary.splits.train?.count, 300);
@@ -96,7 +100,7 @@ test("an idx manifest hashes each image's pixels and records the idx file names"
 
 test("the idx readers return the images and labels of gzip and raw files alike", async (t) => {
   const root = join(FIXTURES, "fashion-mnist-idx");
-  const folder = await temporaryFolder(t);
+  const folder = await temporaryFolder(t, "taggants-manifest-");
   const raw = join(folder, "t10k-images-idx3-ubyte");
   await writeFile(raw, gunzipSync(await readFile(join(root, "t10k-images-idx3-ubyte.gz"))));
   const fromGzip = await readIdxImages(join(root, "t10k-images-idx3-ubyte.gz"));
@@ -110,7 +114,7 @@ test("the idx readers return the images and labels of gzip and raw files alike",
 });
 
 test("the manifest records containers, modes and sizes of colour PNG, JPEG and WebP images", async (t) => {
-  const root = join(await temporaryFolder(t), "colours");
+  const root = join(await temporaryFolder(t, "taggants-manifest-"), "colours");
   const files = await readdir(join(FIXTURES, "formats"));
   for (const [i, name] of files.entries()) {
     const folder = join(root, i % 2 === 0 ? "even" : "odd");
@@ -142,7 +146,7 @@ test("nested folders and hidden files: paths sort as full paths and hidden names
 test("reading entries notices an entries file changed after the manifest was written", async (t) => {
   const summary = await buildManifest({
     root: join(FIXTURES, "imagefolder"),
-    out: join(await temporaryFolder(t), "m"),
+    out: join(await temporaryFolder(t, "taggants-manifest-"), "m"),
   });
   const text = await readFile(summary.entriesPath, "utf8");
   await writeFile(summary.entriesPath, text.replace('"label":0', '"label":1'));

@@ -2,8 +2,7 @@
  * Small real image datasets for the signing tests: an ImageFolder tree of gray PNG, RGB PNG and
  * JPEG files cut from Fashion-MNIST, and an idx (gzip) copy of its first images.
  */
-import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import sharp from "sharp";
@@ -26,10 +25,6 @@ export async function loadFashionSample(count: number): Promise<IdxSample> {
     labels: new Uint8Array(labels.subarray(8, 8 + count)),
     count,
   };
-}
-
-export async function temporaryDirectory(prefix = "taggants-sign-"): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
 }
 
 /** An idx dataset (gzip, as published) holding the first `count` Fashion-MNIST images. */

@@ -22,12 +22,8 @@ import { listFiles, pathExists } from "../../src/sign/signed-dataset.ts";
 import { derivedManifestDir } from "../../src/manifest/index.ts";
 import { resolvePython } from "../../src/env/python.ts";
 import { startWorker, type Worker } from "../../src/worker/client.ts";
-import {
-  loadFashionSample,
-  temporaryDirectory,
-  writeIdxDataset,
-  writeImageFolder,
-} from "./fixtures.ts";
+import { loadFashionSample, writeIdxDataset, writeImageFolder } from "./fixtures.ts";
+import { removeFolder, sharedTemporaryFolder } from "../helpers/temporary.ts";
 
 const fakeWorker = new URL("./fake_craft_worker.py", import.meta.url).pathname;
 const quiet = new Terminal({ verbosity: "quiet" });
@@ -37,7 +33,7 @@ let base: string;
 let craftLog: string;
 
 test.before(async () => {
-  base = await temporaryDirectory("taggants-signing-");
+  base = await sharedTemporaryFolder("taggants-signing-");
   // Derived manifests of the original datasets go to the user cache: this file's own (the
   // worker's interpreter, found through the real cache, is pinned first).
   process.env.TAGGANTS_PYTHON ??= resolvePython();
@@ -53,6 +49,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await worker?.close();
+  await removeFolder(base);
 });
 
 async function fakeSurrogate(path: string, channels: number): Promise<string> {

@@ -9,11 +9,11 @@ import { listFiles, writeSignedDataset, type SignedImage } from "../../src/sign/
 import {
   loadFashionSample,
   perturb,
-  temporaryDirectory,
   writeIdxDataset,
   writeImageFolder,
   type FixtureKind,
 } from "./fixtures.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const run = promisify(execFile);
 
@@ -40,7 +40,7 @@ for (const [kind, channels] of [
 ] as Array<[FixtureKind, number]>) {
   test(`a signed ${kind} dataset differs from the original only in the signing set, each file in its own format`, async (t) => {
     const sample = await loadFashionSample(14);
-    const base = await temporaryDirectory();
+    const base = await temporaryFolder(t, "taggants-sign-");
     const root = join(base, "original");
     const out = join(base, "signed");
     const trainPaths = await writeImageFolder({ root, sample, kind });
@@ -84,7 +84,7 @@ for (const [kind, channels] of [
 
 test("a lossless signed PNG decodes to exactly the crafted pixels", async (t) => {
   const sample = await loadFashionSample(6);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "original");
   const trainPaths = await writeImageFolder({ root, sample, kind: "png-gray" });
   const [signed] = await signedImagesFor({ root, trainPaths, indices: [2], channels: 1 });
@@ -99,7 +99,7 @@ test("a lossless signed PNG decodes to exactly the crafted pixels", async (t) =>
 
 test("a signed idx dataset stays gzip idx with the original gzip header and changes only signed images", async (t) => {
   const sample = await loadFashionSample(40);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "fmnist");
   const out = join(base, "signed");
   await writeIdxDataset(root, sample);
@@ -140,7 +140,7 @@ test("a signed idx dataset stays gzip idx with the original gzip header and chan
 
 test("hard-linking unchanged files gives the same bytes", async (t) => {
   const sample = await loadFashionSample(8);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "original");
   const trainPaths = await writeImageFolder({ root, sample, kind: "png-gray" });
   const signed = await signedImagesFor({ root, trainPaths, indices: [0], channels: 1 });
@@ -156,7 +156,7 @@ test("hard-linking unchanged files gives the same bytes", async (t) => {
 
 test("a failure mid-write leaves no output folder and no partial folder", async (t) => {
   const sample = await loadFashionSample(10);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "original");
   const trainPaths = await writeImageFolder({ root, sample, kind: "png-gray" });
   const signed = await signedImagesFor({ root, trainPaths, indices: [0], channels: 1 });
@@ -176,7 +176,7 @@ test("a failure mid-write leaves no output folder and no partial folder", async 
 
 test("a process killed mid-write leaves only a hidden partial folder, which the next run replaces", async (t) => {
   const sample = await loadFashionSample(10);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "original");
   const out = join(base, "signed");
   const trainPaths = await writeImageFolder({ root, sample, kind: "png-gray" });
@@ -213,7 +213,7 @@ await writeSignedDataset({
 
 test("writing refuses to replace an existing signed dataset folder", async (t) => {
   const sample = await loadFashionSample(6);
-  const base = await temporaryDirectory();
+  const base = await temporaryFolder(t, "taggants-sign-");
   const root = join(base, "original");
   const trainPaths = await writeImageFolder({ root, sample, kind: "png-gray" });
   await writeSignedDataset({
