@@ -74,6 +74,8 @@ class Boom:
         return (print, ("unpickled!",))
 
 
+# torch warns about the file's pickle protocol before refusing it: expected for a forged file.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_training_state_holding_a_pickled_object_is_refused(tmp_path):
     spec = model_spec_for("cnn", num_classes=2, in_chans=1)
     save_checkpoint(tmp_path / "ck", model=build_model(spec), record={"model": spec.to_json()})
