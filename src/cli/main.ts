@@ -92,12 +92,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** What re-running an interrupted command picks up, for the commands that resume. */
-const RESUMES: Record<string, string> = {
-  train: "training continues from its last epoch checkpoint",
-  sign: "crafting continues from its last saved step",
-  experiment:
+const RESUMES = new Map([
+  ["train", "training continues from its last epoch checkpoint"],
+  ["sign", "crafting continues from its last saved step"],
+  [
+    "experiment",
     "finished stages are reused, and training and crafting continue from their last checkpoints",
-};
+  ],
+]);
 
 function reportFailure(error: unknown, verbose: boolean, command?: string): number {
   if (error instanceof CommanderError) {
@@ -107,7 +109,7 @@ function reportFailure(error: unknown, verbose: boolean, command?: string): numb
   const terminal = new Terminal();
   const interrupted = exitCodeAfterInterrupt();
   if (interrupted !== undefined) {
-    const resumes = command === undefined ? undefined : RESUMES[command];
+    const resumes = command === undefined ? undefined : RESUMES.get(command);
     terminal.error(
       resumes ? `Interrupted. Re-running the same command resumes: ${resumes}.` : "Interrupted.",
     );
