@@ -144,6 +144,9 @@ def validate_recipe(config: RecipeConfig) -> None:
         raise ValueError(
             f"crop_padding is a number of pixels ≥ 0 (0: no crop), got {config.crop_padding}"
         )
+    low, high = config.rrc_scale
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"rrc_scale needs 0 < low ≤ high ≤ 1, got [{low}, {high}]")
     if not 0.0 <= config.hflip <= 1.0:
         raise ValueError(f"hflip is a probability in [0, 1], got {config.hflip}")
 
@@ -181,10 +184,23 @@ def _apply(config: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfig:
         raise ValueError(
             f"unknown recipe settings {sorted(unknown)}; valid settings: {', '.join(sorted(names))}"
         )
-    changes = {k: tuple(v) if k == "rrc_scale" else v for k, v in overrides.items()}
+    changes = {k: _area_range(v) if k == "rrc_scale" else v for k, v in overrides.items()}
     for name, value in changes.items():
         _validate_setting_type(name, value, default=getattr(config, name))
     return dataclasses.replace(config, **changes)
+
+
+def _area_range(value: Any) -> tuple[float, float]:
+    """`rrc_scale` as given on the wire (a list of two numbers) → a tuple."""
+    numbers = isinstance(value, list | tuple) and len(value) == 2
+    if not numbers or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        raise ValueError(
+            f"recipe setting rrc_scale={value!r} should be two area fractions [low, high], "
+            "e.g. --set rrc_scale=[0.25,1.0]"
+        )
+    return (float(value[0]), float(value[1]))
 
 
 def _validate_setting_type(name: str, value: Any, *, default: Any) -> None:

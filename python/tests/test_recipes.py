@@ -82,6 +82,15 @@ def test_batch_size_must_be_at_least_2_and_even_only_when_mixing():
         resolve_recipe("deit3", image_size=28, overrides={"batch_size": 3})
 
 
+def test_rrc_scale_is_two_ordered_area_fractions():
+    config = resolve_recipe("simple", image_size=28, overrides={"rrc_scale": [0.25, 1]})
+    assert config.rrc_scale == (0.25, 1.0)
+    with pytest.raises(ValueError, match="should be two area fractions"):
+        resolve_recipe("simple", image_size=28, overrides={"rrc_scale": "0.1,1.0"})
+    with pytest.raises(ValueError, match="rrc_scale needs 0 < low ≤ high ≤ 1"):
+        resolve_recipe("simple", image_size=28, overrides={"rrc_scale": [0.9, 0.1]})
+
+
 def test_a_negative_crop_padding_is_refused():
     with pytest.raises(ValueError, match="crop_padding is a number of pixels ≥ 0"):
         resolve_recipe("simple", image_size=28, overrides={"crop_padding": -1})
