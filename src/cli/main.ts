@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** What re-running an interrupted command picks up, for the commands that resume. */
 const RESUMES = new Map([
-  ["train", "training continues from its last epoch checkpoint"],
+  ["train", "training continues from its last epoch checkpoint, if one was saved"],
   ["sign", "crafting continues from its last saved step"],
   [
     "experiment",

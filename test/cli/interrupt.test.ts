@@ -38,6 +38,6 @@ test("Ctrl-C during training exits 130 and says that re-running the command resu
   t.is(result.exitCode, 130, result.stderr);
   t.regex(
     result.stderr,
-    /Re-running the same command resumes: training continues from its last epoch checkpoint\./,
+    /Re-running the same command resumes: training continues from its last epoch checkpoint, if one was saved\./,
   );
 });
