@@ -1,17 +1,15 @@
 import test from "ava";
 import { execa } from "execa";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { resolvePython } from "../../src/env/python.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const FIXTURE = fileURLToPath(new URL("../fixtures/imagefolder", import.meta.url));
 
 test("Ctrl-C during training exits 130 and says that re-running the command resumes", async (t) => {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-interrupt-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-interrupt-");
   const run = execa(
     "node",
     ["--import", "tsx", MAIN, "train", "--data", FIXTURE, "--epochs", "500"].concat([

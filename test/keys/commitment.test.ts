@@ -1,6 +1,5 @@
 import test from "ava";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   computeCommitment,
@@ -10,6 +9,7 @@ import {
 } from "../../src/keys/commitment.ts";
 import { deriveKeys, type Key } from "../../src/keys/derive.ts";
 import { CheckFailedError } from "../../src/errors.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const secret = Uint8Array.from({ length: 32 }, (_, i) => i);
 const originalRoot = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -61,8 +61,7 @@ test("keys that do not fit the parameters cannot be committed", (t) => {
 });
 
 test("the commitment file round-trips and reveals no key material", async (t) => {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-commitment-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-commitment-");
   const path = join(folder, "commitment.json");
   const saved = await saveCommitment(path, { params, keys, originalRoot, signedRoot });
   t.deepEqual(await loadCommitment(path), saved);
@@ -84,8 +83,7 @@ test("the commitment file round-trips and reveals no key material", async (t) =>
 });
 
 test("detection's check accepts the committed keys and refuses any others, saying so", async (t) => {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-commitment-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-commitment-");
   const record = await saveCommitment(join(folder, "c.json"), {
     params,
     keys,
@@ -110,8 +108,7 @@ test("detection's check accepts the committed keys and refuses any others, sayin
 });
 
 test("a file that is not a commitment is refused", async (t) => {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-commitment-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-commitment-");
   const path = join(folder, "c.json");
   await saveCommitment(path, { params, keys, originalRoot, signedRoot });
   await writeFile(path, JSON.stringify({ schema: "something/else" }));

@@ -1,16 +1,15 @@
 import test from "ava";
 import { execa } from "execa";
-import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cp, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 test("taggants sign with an invalid budget fails at once and leaves nothing behind", async (t) => {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-sign-cli-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-sign-cli-");
   const data = join(folder, "data");
   await cp(join(FIXTURES, "fashion-mnist-idx"), data, { recursive: true });
   const before = (await readdir(folder, { recursive: true })).sort();

@@ -1,11 +1,10 @@
 import test from "ava";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { recordingTerminal } from "../helpers/terminal.ts";
 import { craftTaggants, type CraftParams } from "../../src/sign/craft.ts";
 import type { Worker } from "../../src/worker/client.ts";
 import { Tensor } from "../../src/worker/tensor.ts";
+import { temporaryFolder, type Teardown } from "../helpers/temporary.ts";
 
 const PARAMS: CraftParams = {
   eps255: 8,
@@ -39,11 +38,10 @@ function fakeWorker(events: Array<{ restart: number; step: number }>): Worker {
 }
 
 async function craftWith(
-  t: { teardown(fn: () => Promise<void>): void },
+  t: Teardown,
   events: Array<{ restart: number; step: number }>,
 ): Promise<string[]> {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-craft-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-craft-");
   const { terminal, lines } = recordingTerminal();
   await craftTaggants({
     worker: fakeWorker(events),

@@ -11,13 +11,13 @@ import { resolvePython } from "../../src/env/python.ts";
 import { buildManifest } from "../../src/manifest/index.ts";
 import { resolveDataset, wireDataset } from "../../src/train/dataset.ts";
 import { tickTraining, trainingProgress } from "../../src/train/train.ts";
+import { temporaryFolder } from "../helpers/temporary.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 async function copyFixture(t: { teardown(fn: () => Promise<void>): void }, name: string) {
-  const folder = await mkdtemp(join(tmpdir(), "taggants-train-"));
-  t.teardown(() => rm(folder, { recursive: true, force: true }));
+  const folder = await temporaryFolder(t, "taggants-train-");
   await cp(join(FIXTURES, name), join(folder, name), { recursive: true });
   return { folder, dataset: join(folder, name) };
 }
