@@ -11,12 +11,12 @@ import { resolvePython } from "../../src/env/python.ts";
 import { buildManifest } from "../../src/manifest/index.ts";
 import { resolveDataset, wireDataset } from "../../src/train/dataset.ts";
 import { tickTraining, trainingProgress } from "../../src/train/train.ts";
-import { temporaryFolder } from "../helpers/temporary.ts";
+import { temporaryFolder, type Teardown } from "../helpers/temporary.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
-async function copyFixture(t: { teardown(fn: () => Promise<void>): void }, name: string) {
+async function copyFixture(t: Teardown, name: string) {
   const folder = await temporaryFolder(t, "taggants-train-");
   await cp(join(FIXTURES, name), join(folder, name), { recursive: true });
   return { folder, dataset: join(folder, name) };
