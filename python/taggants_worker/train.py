@@ -107,7 +107,7 @@ def train_model(
     dataset = open_dataset(data, channels=channels)
     plan = make_plan(
         dataset=dataset,
-        data=data,
+        data=data_identity(data),
         model=model,
         recipe=recipe,
         epochs=epochs,
@@ -152,7 +152,7 @@ def train_model(
 def make_plan(
     *,
     dataset: ImageDataset,
-    data: DatasetSpec,
+    data: dict[str, Any],
     model: str,
     recipe: str,
     epochs: int,
@@ -162,6 +162,7 @@ def make_plan(
     input_size: int | None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> TrainPlan:
+    """The run's plan; `data` is what it records about the data (`data_identity`)."""
     size = dataset.image_size()
     if input_size is None:
         if size is not None and size[0] != size[1]:
@@ -191,7 +192,7 @@ def make_plan(
         classes=dataset.classes,
         channels=dataset.channels,
         input_size=input_size,
-        data=data_identity(data),
+        data=data,
     )
 
 

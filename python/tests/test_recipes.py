@@ -10,7 +10,7 @@ from taggants_worker.data import DatasetSpec, open_dataset
 from taggants_worker.distributed import SINGLE_PROCESS
 from taggants_worker.models import resolve_model_name
 from taggants_worker.recipes import augmentation_params, resolve_recipe
-from taggants_worker.train import TrainingRun, make_plan, seed_everything
+from taggants_worker.train import TrainingRun, data_identity, make_plan, seed_everything
 from taggants_worker.transforms import train_transform
 
 torch.set_num_threads(1)
@@ -115,7 +115,7 @@ def test_a_few_steps_of_each_recipe_lower_the_loss_on_a_fixed_batch(tiny, recipe
     dataset = open_dataset(tiny)
     plan = make_plan(
         dataset=dataset,
-        data=tiny,
+        data=data_identity(tiny),
         model=model,
         recipe=recipe,
         epochs=1,

@@ -163,7 +163,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_like_an_uninterrupted_run(tiny,
 def test_dataloader_worker_processes_keep_the_epoch_order_of_the_data_seed(tiny):
     from taggants_worker.data import open_dataset
     from taggants_worker.distributed import SINGLE_PROCESS
-    from taggants_worker.train import TrainingRun, make_plan
+    from taggants_worker.train import TrainingRun, data_identity, make_plan
 
     train, _ = tiny
     dataset = open_dataset(train)
@@ -171,7 +171,7 @@ def test_dataloader_worker_processes_keep_the_epoch_order_of_the_data_seed(tiny)
     for workers in (0, 1):
         plan = make_plan(
             dataset=dataset,
-            data=train,
+            data=data_identity(train),
             model="cnn",
             recipe="simple",
             epochs=1,
