@@ -8,7 +8,7 @@ from twin to suspect, and the top-1 hits of both. Two kinds of arm:
   keys:M     the keys themselves, each M times with its label, appended to the training set: an
              upper bound on what any taggant can do, and a ruler for the arms below
   signed:N   N signing images per key (of the key's label), signed by the product's crafting
-             (`craft_taggants`) on a surrogate trained like the demo's
+             (`craft_taggants`) on a surrogate trained like the demo's (or an ensemble)
 
 Training is the product's own loop (`TrainingRun`, the `simple` recipe of the model preset) on
 the first `--train` images; keys are uniform noise drawn at `--key-resolution` and upsampled,
@@ -16,13 +16,16 @@ with uniform labels, as `taggants keys` draws them (from a seed here, not from a
 
     npm run calibrate -- --arms keys:1 keys:5 signed:20 signed:100 --suspect-seeds 1 2
 
-Prints a Markdown table; `--out` (default runs/calibrate) keeps the trained models, so a rerun
-with more arms or seeds trains only what is new, and `results.json`.
+Prints a Markdown table; `--out` (default runs/calibrate) keeps `results.json` and the trained
+models and signed images, named by a hash of what made them, so a rerun with more arms, seeds or
+other settings trains only what is new.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -63,16 +66,33 @@ def draw_keys(count: int, resolution: int, seed: int) -> tuple[torch.Tensor, tor
     return keys, torch.randint(0, len(CLASSES), (count,), generator=generator)
 
 
-def signing_sets(labels: torch.Tensor, key_labels: torch.Tensor, per_key: int, seed: int):
-    """Disjoint random indices [K, per_key]: key i's images all carry key i's label."""
+def signing_sets(
+    labels: torch.Tensor,
+    key_labels: torch.Tensor,
+    per_key: int,
+    seed: int,
+    loss: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Disjoint indices [K, per_key]: key i's images all carry key i's label.
+
+    Drawn at random, or, given each image's surrogate `loss`, the hardest of the label after
+    skipping its hardest 5 % (where mislabelled and unreadable images gather).
+    """
     generator = torch.Generator().manual_seed(seed)
     taken = torch.zeros(len(labels), dtype=torch.bool)
     rows = []
     for label in key_labels.tolist():
         free = torch.nonzero((labels == label) & ~taken)[:, 0]
-        if len(free) < per_key:
-            raise ValueError(f"class {label} has {len(free)} free images, {per_key} asked")
-        row = free[torch.randperm(len(free), generator=generator)[:per_key]]
+        if loss is None:
+            candidates = free[torch.randperm(len(free), generator=generator)]
+        else:
+            of_label = torch.nonzero(labels == label)[:, 0]
+            skipped = of_label[loss[of_label].argsort(descending=True)[: len(of_label) // 20]]
+            free = free[~torch.isin(free, skipped)]
+            candidates = free[loss[free].argsort(descending=True)]
+        if len(candidates) < per_key:
+            raise ValueError(f"class {label} has {len(candidates)} images left, {per_key} asked")
+        row = candidates[:per_key]
         taken[row] = True
         rows.append(row)
     return torch.stack(rows)
@@ -97,11 +117,11 @@ class Study:
             epochs=self.args.epochs,
             seed=seed,
             data_seed=seed + 1000,
-            overrides=None,
+            overrides=self.args.set,
             input_size=None,
         )
         run = TrainingRun(plan=plan, dataset=dataset, device=CPU, dist=SINGLE_PROCESS)
-        weights = self.out / f"{name}.pt"
+        weights = self.out / f"{name}-{digest(dataset.tensor, dataset.labels, plan.to_json())}.pt"
         if weights.exists():
             run.bare_model.load_state_dict(torch.load(weights, weights_only=True))
         else:
@@ -131,34 +151,65 @@ class Study:
             labels = torch.cat([base.labels, self.key_labels.repeat_interleave(count)])
             return TensorImageDataset(images, labels, CLASSES)
         if kind == "signed":
-            rows = signing_sets(base.labels, self.key_labels, count, seed=self.args.key_seed)
+            loss = self.surrogate_loss() if self.args.signing == "hard" else None
+            rows = signing_sets(base.labels, self.key_labels, count, self.args.key_seed, loss)
             signed = self.craft(rows)
             images = base.tensor.clone()
             images[rows.reshape(-1)] = signed.reshape(-1, *images.shape[1:])
             return TensorImageDataset(images, base.labels, CLASSES)
         raise ValueError(f"arm {arm!r}: expected keys:M or signed:N")
 
+    @functools.cached_property
+    def surrogates(self) -> list[TrainingRun]:
+        runs = []
+        for seed in self.args.surrogate_seeds:
+            run, top1 = self.train(f"surrogate-{seed}", self.train_set, seed=seed)
+            log(f"surrogate (seed {seed}) top-1 {top1:.2f} %")
+            runs.append(run)
+        return runs
+
+    @torch.no_grad()
+    def surrogate_loss(self) -> torch.Tensor:
+        """Each training image's cross-entropy on the (first) surrogate, [N]."""
+        run = self.surrogates[0]
+        run.bare_model.eval()
+        images, labels = self.train_set.tensor, self.train_set.labels
+        return torch.cat(
+            [
+                functional.cross_entropy(
+                    run.bare_model(run.normalize(images[i : i + 1000])),
+                    labels[i : i + 1000],
+                    reduction="none",
+                )
+                for i in range(0, len(labels), 1000)
+            ]
+        )
+
     def craft(self, rows: torch.Tensor) -> torch.Tensor:
-        cached = self.out / f"signed-{rows.shape[1]}.pt"
+        settings = CraftSettings(eps_255=16, steps=self.args.steps, aug_draws=2)
+        args = self.args
+        job = repr(
+            (args.surrogate_seeds, args.set, args.epochs, args.model, settings, args.signing)
+        )
+        cached = self.out / f"signed-images-{rows.shape[1]}-{digest(rows, self.keys, job)}.pt"
         if cached.exists():
             return torch.load(cached, weights_only=True)
-        surrogate, top1 = self.train("surrogate", self.train_set, seed=self.args.surrogate_seed)
-        log(f"surrogate top-1 {top1:.2f} %")
         started = time.perf_counter()
         result = craft_taggants(
             surrogates=[
                 Surrogate(
-                    model=surrogate.bare_model,
+                    model=run.bare_model,
                     input_size=(28, 28),
-                    augment=augment_spec_from_recipe(surrogate.plan.recipe),
+                    augment=augment_spec_from_recipe(run.plan.recipe),
                     normalization=normalization_for(1),
                 )
+                for run in self.surrogates
             ],
             images=self.train_set.tensor[rows],
             image_labels=self.train_set.labels[rows],
             keys=self.keys,
             key_labels=self.key_labels,
-            settings=CraftSettings(eps_255=16, steps=self.args.steps, aug_draws=2),
+            settings=settings,
         )
         log(
             f"crafted {rows.numel()} images in {time.perf_counter() - started:.0f} s, "
@@ -193,6 +244,17 @@ class Study:
         return results
 
 
+def digest(*parts: object) -> str:
+    """A short hash naming cached results by everything that made them."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            hasher.update(part.contiguous().numpy().tobytes())
+        else:
+            hasher.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return hasher.hexdigest()[:12]
+
+
 def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
     partial = path.with_name(path.name + ".partial")
     write(partial)
@@ -218,11 +280,20 @@ def table(results: list[dict], keys: int) -> str:
     return "\n".join(lines)
 
 
+def recipe_setting(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, json.loads(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arms", nargs="+", default=["keys:1", "keys:5", "signed:20"])
     parser.add_argument("--suspect-seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--surrogate-seed", type=int, default=0)
+    parser.add_argument(
+        "--surrogate-seeds", nargs="+", type=int, default=[0], help="several: an ensemble"
+    )
     parser.add_argument(
         "--data",
         type=Path,
@@ -232,12 +303,27 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=20_000, help="first N training images")
     parser.add_argument("--model", default="cnn")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        type=recipe_setting,
+        default=[],
+        metavar="NAME=JSON",
+        help="`simple` recipe settings for every model, e.g. --set hflip=0 crop_padding=0",
+    )
     parser.add_argument("--keys", type=int, default=20)
     parser.add_argument("--key-resolution", type=int, default=7)
     parser.add_argument("--key-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=60, help="crafting steps")
+    parser.add_argument(
+        "--signing",
+        choices=["random", "hard"],
+        default="random",
+        help="signing images drawn at random, or the surrogate's hardest of each label",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/calibrate"))
     args = parser.parse_args()
+    args.set = dict(args.set)
     results = Study(args).run()
     text = json.dumps(results, indent=2) + "\n"
     save_atomically(args.out / "results.json", lambda path: path.write_text(text))

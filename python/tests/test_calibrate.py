@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "test" / "fixtures" / "fashion-mnist-idx"
@@ -29,7 +32,7 @@ def test_keys_in_the_training_set_raise_their_margins_and_signed_arms_run(tmp_pa
     assert keys_row["hits"] > keys_row["twin_hits"], keys_row
     assert all(0 <= row["hits"] <= 2 and 0 <= row["twin_hits"] <= 2 for row in rows)
     assert "| keys:30 | 1 |" in result.stdout
-    assert (tmp_path / "signed-5.pt").exists()
+    assert len(list(tmp_path.glob("signed-images-5-*.pt"))) == 1
 
     # A rerun trains nothing new: every model comes from `out`.
     again = run_study(tmp_path, "keys:30")
@@ -41,3 +44,18 @@ def test_an_unknown_arm_is_refused_with_the_expected_forms(tmp_path):
     result = run_study(tmp_path, "poison:3")
     assert result.returncode != 0
     assert "expected keys:M or signed:N" in result.stderr
+
+
+def test_hard_signing_sets_take_the_hardest_of_each_label_after_skipping_its_hardest_5_percent():
+    spec = importlib.util.spec_from_file_location("calibrate", REPO / "scripts" / "calibrate.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    labels = torch.tensor([0] * 40 + [1] * 40)
+    loss = torch.arange(80, dtype=torch.float32)  # within a label, later images are harder
+    rows = calibrate.signing_sets(labels, torch.tensor([1, 0, 1]), 3, seed=0, loss=loss)
+    # Label 1 holds images 40..79: its hardest two (79, 78) are never taken; the second key of
+    # label 1 takes the next hardest free ones.
+    assert rows.tolist() == [[77, 76, 75], [37, 36, 35], [74, 73, 72]]
+    random_rows = calibrate.signing_sets(labels, torch.tensor([1, 0]), 5, seed=0)
+    assert all(labels[row].eq(label).all() for row, label in zip(random_rows, [1, 0], strict=True))
+    assert len(set(random_rows.flatten().tolist())) == 10
