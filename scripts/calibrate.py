@@ -168,22 +168,17 @@ class Study:
             runs.append(run)
         return runs
 
-    @torch.no_grad()
     def surrogate_loss(self) -> torch.Tensor:
         """Each training image's cross-entropy on the (first) surrogate, [N]."""
-        run = self.surrogates[0]
+        run = self.surrogates[0]  # trained here if needed, so outside no_grad
         run.bare_model.eval()
         images, labels = self.train_set.tensor, self.train_set.labels
-        return torch.cat(
-            [
-                functional.cross_entropy(
-                    run.bare_model(run.normalize(images[i : i + 1000])),
-                    labels[i : i + 1000],
-                    reduction="none",
-                )
+        with torch.no_grad():
+            logits = [
+                run.bare_model(run.normalize(images[i : i + 1000]))
                 for i in range(0, len(labels), 1000)
             ]
-        )
+        return functional.cross_entropy(torch.cat(logits), labels, reduction="none")
 
     def craft(self, rows: torch.Tensor) -> torch.Tensor:
         settings = CraftSettings(eps_255=16, steps=self.args.steps, aug_draws=2)

@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "test" / "fixtures" / "fashion-mnist-idx"
 
 
-def run_study(out: Path, *arms: str) -> subprocess.CompletedProcess:
+def run_study(out: Path, *arms: str, signing: str = "random") -> subprocess.CompletedProcess:
     command = [sys.executable, str(REPO / "scripts" / "calibrate.py"), "--data", str(FIXTURE)]
     command += ["--train", "300", "--epochs", "10", "--keys", "2", "--steps", "2"]
-    command += ["--out", str(out), "--arms", *arms]
+    command += ["--signing", signing, "--out", str(out), "--arms", *arms]
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
@@ -38,6 +38,11 @@ def test_keys_in_the_training_set_raise_their_margins_and_signed_arms_run(tmp_pa
     again = run_study(tmp_path, "keys:30")
     assert again.returncode == 0, again.stderr
     assert "trained" not in again.stderr
+
+    # Hard signing images, in a new folder: the surrogate is trained first, then ranks the images.
+    hard = run_study(tmp_path / "hard", "signed:5", signing="hard")
+    assert hard.returncode == 0, hard.stderr
+    assert "trained surrogate" in hard.stderr
 
 
 def test_an_unknown_arm_is_refused_with_the_expected_forms(tmp_path):
