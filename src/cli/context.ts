@@ -52,7 +52,7 @@ export function contextFor(command: { optsWithGlobals(): object }): CommandConte
   const options = command.optsWithGlobals() as GlobalOptions;
   const verbosity: Verbosity = options.quiet ? "quiet" : options.verbose ? "verbose" : "normal";
   return {
-    terminal: new Terminal({ verbosity, json: options.json ?? false }),
+    terminal: new Terminal({ verbosity, json: options.json ?? false, interrupt: interrupt.signal }),
     signal: interrupt.signal,
   };
 }

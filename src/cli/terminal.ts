@@ -14,6 +14,8 @@ export interface TerminalOptions {
   interactive?: boolean;
   stdout?: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
+  /** The command's interrupt signal: a stage that fails once it fired was interrupted. */
+  interrupt?: AbortSignal;
 }
 
 export type ProgressFields = Record<string, string | number>;
@@ -23,7 +25,10 @@ export interface Progress {
   tick(done: number, fields?: ProgressFields): void;
   /** The stage finished: "done", with an optional summary. */
   stop(summary?: string): void;
-  /** The stage ended in an error (the caller reports the error itself): never "done". */
+  /**
+   * The stage ended in an error (the caller reports the error itself): never "done";
+   * "interrupted" when the user stopped the command, else "failed".
+   */
   fail(): void;
 }
 
@@ -37,12 +42,14 @@ export class Terminal {
   private readonly stdout: NodeJS.WritableStream;
   private readonly stderr: NodeJS.WritableStream;
   private activeBar: cliProgress.SingleBar | undefined;
+  private readonly interrupt: AbortSignal | undefined;
 
   constructor(options: TerminalOptions = {}) {
     this.verbosity = options.verbosity ?? "normal";
     this.json = options.json ?? false;
     this.stdout = options.stdout ?? process.stdout;
     this.stderr = options.stderr ?? process.stderr;
+    this.interrupt = options.interrupt;
     this.interactive =
       options.interactive ?? Boolean((this.stderr as NodeJS.WriteStream).isTTY && !process.env.CI);
   }
@@ -122,9 +129,13 @@ export class Terminal {
       },
       fail: () => {
         close();
-        this.info(`${label}: failed after ${secondsSince(started)} s`);
+        this.info(`${label}: ${this.howItEnded()} after ${secondsSince(started)} s`);
       },
     };
+  }
+
+  private howItEnded(): string {
+    return this.interrupt?.aborted ? "interrupted" : "failed";
   }
 
   private plainProgress(label: string, total: number, alreadyDone: number): Progress {
@@ -150,7 +161,7 @@ export class Terminal {
         this.info(`${label}: done in ${secondsSince(started)} s${summary ? ` — ${summary}` : ""}`);
       },
       fail: () => {
-        this.info(`${label}: failed after ${secondsSince(started)} s`);
+        this.info(`${label}: ${this.howItEnded()} after ${secondsSince(started)} s`);
       },
     };
   }

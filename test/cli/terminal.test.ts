@@ -22,6 +22,15 @@ test("a stage that fails says so and never says done", (t) => {
   t.false(lines().some((line) => line.includes("done")));
 });
 
+test("a stage ended by the user's interrupt says interrupted, not failed", (t) => {
+  const interrupt = new AbortController();
+  const { terminal, lines } = recordingTerminal("normal", interrupt.signal);
+  const progress = terminal.progress("training the surrogate", 6);
+  interrupt.abort(new Error("interrupted by SIGINT"));
+  progress.fail();
+  t.regex(lines().at(-1)!, /^training the surrogate: interrupted after \d+\.\d s$/);
+});
+
 test("a resumed stage says how much was done before and how much is left", (t) => {
   const { terminal, lines } = recordingTerminal();
   const progress = terminal.progress("crafting taggants", 30, { alreadyDone: 12 });

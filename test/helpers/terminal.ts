@@ -5,7 +5,10 @@ import { Terminal, type Verbosity } from "../../src/cli/terminal.ts";
  * A non-interactive terminal that keeps what it prints to stderr: `printed()` is the raw text,
  * `lines()` its non-empty lines without the timestamp that plain lines start with.
  */
-export function recordingTerminal(verbosity: Verbosity = "normal"): {
+export function recordingTerminal(
+  verbosity: Verbosity = "normal",
+  interrupt?: AbortSignal,
+): {
   terminal: Terminal;
   printed: () => string;
   lines: () => string[];
@@ -18,6 +21,7 @@ export function recordingTerminal(verbosity: Verbosity = "normal"): {
     verbosity,
     stderr,
     stdout: new PassThrough(),
+    interrupt,
   });
   const lines = () =>
     text
