@@ -113,6 +113,8 @@ function reportFailure(error: unknown, verbose: boolean, command?: string): numb
     terminal.error(
       resumes ? `Interrupted. Re-running the same command resumes: ${resumes}.` : "Interrupted.",
     );
+    // The worker's "request cancelled" is the interrupt itself, already said.
+    if (error instanceof TaggantsError && error.code === "worker_cancelled") return interrupted;
   }
   if (error instanceof TaggantsError) {
     terminal.error(`${error.message} [${error.code}]`);

@@ -38,4 +38,6 @@ test("Ctrl-C during training exits 130 and says that re-running the command resu
     result.stderr,
     /Re-running the same command resumes: training continues from its last epoch checkpoint, if one was saved\./,
   );
+  t.notRegex(result.stderr, /cancelled/, "the cancelled request is the interrupt, said once");
+  t.regex(result.stderr, /training cnn.*: interrupted after \d+\.\d s/);
 });
