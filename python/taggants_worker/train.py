@@ -218,9 +218,12 @@ def check_same_plan(record: dict[str, Any], plan: TrainPlan, out: Path) -> None:
 
 
 def _describe_difference(have: Any, want: Any) -> str:
-    """`it has 1, this run has 3`, or for settings `hflip 0.0 → 0.5` for each one that differs."""
+    """`it has 1, this run has 3`, or for settings `hflip 0.0 → 0.5` for each one that differs.
+
+    Values are written as JSON, the way `--set` takes them.
+    """
     if not (isinstance(have, dict) and isinstance(want, dict)):
-        return f"it has {have!r}, this run has {want!r}"
+        return f"it has {json.dumps(have)}, this run has {json.dumps(want)}"
     return ", ".join(_changed_settings(have, want))
 
 
@@ -231,7 +234,7 @@ def _changed_settings(have: dict, want: dict, prefix: str = "") -> list[str]:
         if isinstance(old, dict) and isinstance(new, dict):
             changes += _changed_settings(old, new, f"{prefix}{key}.")
         elif old != new:
-            changes.append(f"{prefix}{key} {old!r} → {new!r}")
+            changes.append(f"{prefix}{key} {json.dumps(old)} → {json.dumps(new)}")
     return changes
 
 
