@@ -197,13 +197,26 @@ async function imageFolderLayout(root: string, listing: Listing): Promise<ImageF
   };
 }
 
-/** A root holding only train/ (or only val/ or test/) is a split folder, not one class. */
+/**
+ * A root holding a split folder (train/, val/ or test/) without its pair is not a class folder
+ * tree: train/ alone is a split without a test split, and train/ beside other folders would make
+ * "train" a class.
+ */
 function validateNotSplitAlone(root: string, directories: string[]): void {
-  const only = directories.length === 1 ? directories[0]! : undefined;
-  if (only === undefined || !SPLIT_NAMES.has(only)) return;
+  const splits = directories.filter((name) => SPLIT_NAMES.has(name));
+  if (splits.length === 0) return;
+  const others = directories.filter((name) => !SPLIT_NAMES.has(name));
+  const layouts = `expected an ImageFolder (${root}/<class>/<images>, at least 2 class folders) or the split folders train/ and val/ (or test/), each holding the class folders`;
+  if (others.length === 0 && splits.length === 1) {
+    const only = splits[0]!;
+    throw new UsageError(
+      "dataset-split-alone",
+      `${root} holds only ${only}/, a split folder, and no class folders; ${layouts}. To use ${only}/ alone, give ${join(root, only)} as the dataset.`,
+    );
+  }
   throw new UsageError(
     "dataset-split-alone",
-    `${root} holds only ${only}/, a split folder, and no class folders; expected an ImageFolder (${root}/<class>/<images>, at least 2 class folders) or the split folders train/ and val/ (or test/), each holding the class folders. To use ${only}/ alone, give ${join(root, only)} as the dataset.`,
+    `${root} holds the split folder${splits.length > 1 ? "s" : ""} ${splits.map((name) => `${name}/`).join(" and ")} beside ${others.map((name) => `${name}/`).join(", ")}, which would be read as classes; ${layouts}. Move the other folders out, or give one split folder as the dataset.`,
   );
 }
 

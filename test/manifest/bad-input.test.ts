@@ -84,6 +84,15 @@ test("a root holding only train/ is a split folder without its pair, not a datas
   t.notRegex(error!.message, /class folder \(train\)/);
 });
 
+test("train/ beside a folder other than val/ or test/ is refused, not read as a class", async (t) => {
+  const root = join(await temporaryFolder(t, "taggants-manifest-"), "train-and-extra");
+  for (const folder of ["train/Bag", "train/Coat", "extra"]) {
+    await mkdir(join(root, folder), { recursive: true });
+    await copyFile(join(FIXTURES, "formats", "rgb.png"), join(root, folder, "a.png"));
+  }
+  await expectUsageError(t, root, "dataset-split-alone", "train/ beside extra/");
+});
+
 test("idx files next to class folders are refused as a mixed layout", async (t) => {
   const root = await copyFixture(t, "fashion-mnist-idx");
   await mkdir(join(root, "Bag"));
