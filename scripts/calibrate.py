@@ -45,6 +45,11 @@ from taggants_worker.models import normalization_for
 from taggants_worker.train import TrainingRun, evaluate, make_plan
 
 CLASSES = [str(c) for c in range(10)]
+IDX_FILES = [
+    f"{split}-{kind}-ubyte.gz"
+    for split in ("train", "t10k")
+    for kind in ("images-idx3", "labels-idx1")
+]
 CPU = torch.device("cpu")
 
 
@@ -143,7 +148,7 @@ class Study:
         return own - others
 
     def arm_dataset(self, arm: str) -> TensorImageDataset:
-        kind, _, amount = arm.partition(":")
+        kind, _, amount = arm.partition(":")  # validated by `arm` below
         count = int(amount)
         base = self.train_set
         if kind == "keys":
@@ -157,7 +162,7 @@ class Study:
             images = base.tensor.clone()
             images[rows.reshape(-1)] = signed.reshape(-1, *images.shape[1:])
             return TensorImageDataset(images, base.labels, CLASSES)
-        raise ValueError(f"arm {arm!r}: expected keys:M or signed:N")
+        raise AssertionError(f"unvalidated arm {arm!r}")
 
     @functools.cached_property
     def surrogates(self) -> list[TrainingRun]:
@@ -277,14 +282,28 @@ def table(results: list[dict], keys: int) -> str:
 
 def recipe_setting(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, json.loads(value)
+    try:
+        if not sep:
+            raise ValueError("no '='")
+        return name, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=JSON, e.g. hflip=0 or optimizer='\"adamw\"', got {text!r}"
+        ) from None
+
+
+def arm(text: str) -> str:
+    kind, _, amount = text.partition(":")
+    if kind not in ("keys", "signed") or not amount.isdigit() or int(amount) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected keys:M or signed:N with a positive whole number, got {text!r}"
+        )
+    return text
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", nargs="+", default=["keys:1", "keys:5", "signed:20"])
+    parser.add_argument("--arms", nargs="+", type=arm, default=["keys:1", "keys:5", "signed:20"])
     parser.add_argument("--suspect-seeds", nargs="+", type=int, default=[1])
     parser.add_argument(
         "--surrogate-seeds", nargs="+", type=int, default=[0], help="several: an ensemble"
@@ -319,6 +338,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/calibrate"))
     args = parser.parse_args()
     args.set = dict(args.set)
+    missing = [name for name in IDX_FILES if not (args.data / name).is_file()]
+    if missing:
+        parser.error(
+            f"{args.data} lacks {', '.join(missing)}; give --data the folder of the four "
+            "Fashion-MNIST idx.gz files, or run `npm run bootstrap` to install them"
+        )
     results = Study(args).run()
     text = json.dumps(results, indent=2) + "\n"
     save_atomically(args.out / "results.json", lambda path: path.write_text(text))

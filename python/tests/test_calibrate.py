@@ -45,10 +45,16 @@ def test_keys_in_the_training_set_raise_their_margins_and_signed_arms_run(tmp_pa
     assert "trained surrogate" in hard.stderr
 
 
-def test_an_unknown_arm_is_refused_with_the_expected_forms(tmp_path):
-    result = run_study(tmp_path, "poison:3")
-    assert result.returncode != 0
-    assert "expected keys:M or signed:N" in result.stderr
+def test_bad_arms_settings_and_data_are_refused_with_what_was_expected(tmp_path):
+    for bad in ("poison:3", "signed:abc", "keys:0"):
+        result = run_study(tmp_path, bad)
+        assert result.returncode == 2 and "expected keys:M or signed:N" in result.stderr, bad
+    result = run_study(tmp_path, "keys:1", "--set", "hflip")
+    assert result.returncode == 2 and "expected NAME=JSON" in result.stderr
+    command = [sys.executable, str(REPO / "scripts" / "calibrate.py"), "--data", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "lacks train-images-idx3-ubyte.gz" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_hard_signing_sets_take_the_hardest_of_each_label_after_skipping_its_hardest_5_percent():
