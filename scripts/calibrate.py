@@ -41,7 +41,8 @@ from taggants_worker.augment import augment_spec_from_recipe
 from taggants_worker.craft import CraftSettings, Surrogate, craft_taggants
 from taggants_worker.data import TensorImageDataset, read_idx
 from taggants_worker.distributed import SINGLE_PROCESS
-from taggants_worker.models import normalization_for
+from taggants_worker.models import normalization_for, resolve_model_name
+from taggants_worker.recipes import resolve_recipe
 from taggants_worker.train import TrainingRun, evaluate, make_plan
 
 CLASSES = [str(c) for c in range(10)]
@@ -281,15 +282,14 @@ def table(results: list[dict], keys: int) -> str:
 
 
 def recipe_setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE as `taggants train --set` reads it: VALUE is JSON, or else a bare word."""
     name, sep, value = text.partition("=")
+    if not name or not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. hflip=0), got {text!r}")
     try:
-        if not sep:
-            raise ValueError("no '='")
         return name, json.loads(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=JSON, e.g. hflip=0 or optimizer='\"adamw\"', got {text!r}"
-        ) from None
+        return name, value
 
 
 def arm(text: str) -> str:
@@ -303,7 +303,13 @@ def arm(text: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", nargs="+", type=arm, default=["keys:1", "keys:5", "signed:20"])
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        type=arm,
+        default=["keys:1", "keys:5", "signed:20"],
+        help="keys:M puts each key M times into the training set; signed:N signs N images per key",
+    )
     parser.add_argument("--suspect-seeds", nargs="+", type=int, default=[1])
     parser.add_argument(
         "--surrogate-seeds", nargs="+", type=int, default=[0], help="several: an ensemble"
@@ -338,6 +344,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/calibrate"))
     args = parser.parse_args()
     args.set = dict(args.set)
+    try:
+        defaults = resolve_model_name(args.model)[2].get("simple")
+        resolve_recipe("simple", image_size=28, preset_defaults=defaults, overrides=args.set)
+    except ValueError as error:
+        parser.error(str(error))
     missing = [name for name in IDX_FILES if not (args.data / name).is_file()]
     if missing:
         parser.error(

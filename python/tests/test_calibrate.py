@@ -50,7 +50,13 @@ def test_bad_arms_settings_and_data_are_refused_with_what_was_expected(tmp_path)
         result = run_study(tmp_path, bad)
         assert result.returncode == 2 and "expected keys:M or signed:N" in result.stderr, bad
     result = run_study(tmp_path, "keys:1", "--set", "hflip")
-    assert result.returncode == 2 and "expected NAME=JSON" in result.stderr
+    assert result.returncode == 2 and "expected NAME=VALUE" in result.stderr
+    for setting, message in (("nosuch=1", "unknown recipe settings"), ("hflip=yes", "hflip")):
+        result = run_study(tmp_path, "keys:1", "--set", setting)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    result = run_study(tmp_path, "keys:1", "--model", "no_such_model")
+    assert result.returncode == 2 and "unknown model" in result.stderr
     command = [sys.executable, str(REPO / "scripts" / "calibrate.py"), "--data", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "lacks train-images-idx3-ubyte.gz" in result.stderr
