@@ -220,10 +220,10 @@ def check_same_plan(record: dict[str, Any], plan: TrainPlan, out: Path) -> None:
 def _describe_difference(have: Any, want: Any) -> str:
     """`it has 1, this run has 3`, or for settings `hflip 0.0 → 0.5` for each one that differs.
 
-    Values are written as JSON, the way `--set` takes them.
+    Values are written as compact JSON, the way `--set` takes them.
     """
     if not (isinstance(have, dict) and isinstance(want, dict)):
-        return f"it has {json.dumps(have)}, this run has {json.dumps(want)}"
+        return f"it has {_as_setting(have)}, this run has {_as_setting(want)}"
     return ", ".join(_changed_settings(have, want))
 
 
@@ -234,8 +234,12 @@ def _changed_settings(have: dict, want: dict, prefix: str = "") -> list[str]:
         if isinstance(old, dict) and isinstance(new, dict):
             changes += _changed_settings(old, new, f"{prefix}{key}.")
         elif old != new:
-            changes.append(f"{prefix}{key} {json.dumps(old)} → {json.dumps(new)}")
+            changes.append(f"{prefix}{key} {_as_setting(old)} → {_as_setting(new)}")
     return changes
+
+
+def _as_setting(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class TrainingRun:

@@ -83,6 +83,9 @@ def test_a_checkpoint_folder_refuses_a_run_with_other_settings(tiny, tmp_path):
         run(tiny, tmp_path / "ck", epochs=1, overrides={**TINY_CNN, "hflip": 0.0})
     with pytest.raises(ValueError, match=r'config.optimizer "sgd" → "adamw"\)'):
         run(tiny, tmp_path / "ck", epochs=1, overrides={**TINY_CNN, "optimizer": "adamw"})
+    rrc = {**TINY_CNN, "crop": "rrc", "rrc_scale": [0.5, 1.0]}
+    with pytest.raises(ValueError, match=r"config.rrc_scale \[0.08,1.0\] → \[0.5,1.0\]"):
+        run(tiny, tmp_path / "ck", epochs=1, overrides=rrc)
 
 
 def test_training_refuses_an_output_path_that_is_not_a_checkpoint(tiny, tmp_path):
