@@ -214,9 +214,16 @@ function validateNotSplitAlone(root: string, directories: string[]): void {
       `${root} holds only ${only}/, a split folder, and no class folders; ${layouts}. To use ${only}/ alone, give ${join(root, only)} as the dataset.`,
     );
   }
+  const named = splits.map((name) => `${name}/`).join(" and ");
+  if (others.length === 0) {
+    throw new UsageError(
+      "dataset-split-alone",
+      `${root} holds the split folders ${named} but no train/; ${layouts}. Add train/, or give one split folder as the dataset.`,
+    );
+  }
   throw new UsageError(
     "dataset-split-alone",
-    `${root} holds the split folder${splits.length > 1 ? "s" : ""} ${splits.map((name) => `${name}/`).join(" and ")} beside ${others.map((name) => `${name}/`).join(", ")}, which would be read as classes; ${layouts}. Move the other folders out, or give one split folder as the dataset.`,
+    `${root} holds the split folder${splits.length > 1 ? "s" : ""} ${named} beside ${others.map((name) => `${name}/`).join(", ")}, which would be read as classes; ${layouts}. Move the other folders out, or give one split folder as the dataset.`,
   );
 }
 

@@ -93,6 +93,15 @@ test("train/ beside a folder other than val/ or test/ is refused, not read as a 
   await expectUsageError(t, root, "dataset-split-alone", "train/ beside extra/");
 });
 
+test("val/ and test/ without train/ are refused as split folders without a training split", async (t) => {
+  const root = join(await temporaryFolder(t, "taggants-manifest-"), "no-train");
+  for (const folder of ["val/Bag", "val/Coat", "test/Bag", "test/Coat"]) {
+    await mkdir(join(root, folder), { recursive: true });
+    await copyFile(join(FIXTURES, "formats", "rgb.png"), join(root, folder, "a.png"));
+  }
+  await expectUsageError(t, root, "dataset-split-alone", "test/ and val/ but no train/");
+});
+
 test("idx files next to class folders are refused as a mixed layout", async (t) => {
   const root = await copyFixture(t, "fashion-mnist-idx");
   await mkdir(join(root, "Bag"));
