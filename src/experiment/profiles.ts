@@ -96,7 +96,8 @@ const FASHION_MNIST: ExperimentProfile = {
   name: "fashion-mnist",
   description: "CPU demo: Fashion-MNIST subset, compact CNN surrogate, Table-1 scenarios",
   // Sized to finish in about 15 minutes on 2 CPU cores. The calibration behind these numbers,
-  // and why the demo does not detect (measured with `npm run calibrate`), is in the README ("Results").
+  // and why the demo does not detect (measured with `npm run calibrate`), is in the README
+  // ("Results").
   data: { source: "fashion-mnist", trainSubset: 20_000 },
   repeats: 1,
   // Top-1 with 20 keys: 9 hits already give log10 p ≤ −4 (README, "Results").
