@@ -42,6 +42,7 @@ from torch.nn import functional
 import taggants_worker
 from taggants_worker.augment import augment_spec_from_recipe
 from taggants_worker.craft import CraftSettings, Surrogate, craft_taggants
+from taggants_worker.craft_state import fingerprint
 from taggants_worker.data import TensorImageDataset, read_idx
 from taggants_worker.distributed import SINGLE_PROCESS
 from taggants_worker.models import normalization_for, resolve_model_name
@@ -138,14 +139,13 @@ def signing_sets(
 class Study:
     def __init__(self, settings: StudySettings) -> None:
         self.settings = settings
-        self.out = settings.out
-        self.out.mkdir(parents=True, exist_ok=True)
+        settings.out.mkdir(parents=True, exist_ok=True)
         self.train_set = load_split(settings.data, "train", settings.train)
         self.test_set = load_split(settings.data, "t10k", None)
         self.keys, self.key_labels = draw_keys(
             settings.keys, settings.key_resolution, settings.key_seed
         )
-        self.code = source_digest()
+        self.worker_source = source_digest()
         self._top1: dict[Path, float] = {}
         self._surrogates: list[tuple[TrainingRun, Path]] | None = None
 
@@ -165,8 +165,11 @@ class Study:
             input_size=None,
         )
         run = TrainingRun(plan=plan, dataset=dataset, device=CPU, dist=SINGLE_PROCESS)
-        made_of = digest(dataset.tensor, dataset.labels, plan.to_json(), self.code)
-        weights = self.out / f"{name}-{made_of}.pt"
+        made_of = fingerprint(
+            {"images": dataset.tensor, "labels": dataset.labels},
+            {"plan": plan.to_json(), "worker_source": self.worker_source},
+        )[:12]
+        weights = self.settings.out / f"{name}-{made_of}.pt"
         if weights.exists():
             run.bare_model.load_state_dict(torch.load(weights, weights_only=True))
         else:
@@ -233,10 +236,11 @@ class Study:
         surrogates = self.surrogates()
         craft = CraftSettings(eps_255=16, steps=self.settings.steps, aug_draws=2)
         images, labels = self.train_set.tensor[rows], self.train_set.labels[rows]
-        made_of = digest(
-            images, labels, self.keys, self.key_labels, repr(craft), [w.name for _, w in surrogates]
-        )
-        cached = self.out / f"signed-images-{rows.shape[1]}-{made_of}.pt"
+        made_of = fingerprint(
+            {"images": images, "labels": labels, "keys": self.keys, "key_labels": self.key_labels},
+            {"craft": asdict(craft), "surrogates": [weights.name for _, weights in surrogates]},
+        )[:12]
+        cached = self.settings.out / f"signed-images-{rows.shape[1]}-{made_of}.pt"
         if cached.exists():
             return torch.load(cached, weights_only=True)
         started = time.perf_counter()
@@ -292,23 +296,11 @@ class Study:
 def source_digest() -> str:
     """A hash of the worker package's source, so cached results follow code changes."""
     package = Path(taggants_worker.__file__).parent
-    return digest(*[path.read_bytes() for path in sorted(package.rglob("*.py"))])
-
-
-def digest(*parts: object) -> str:
-    """A short hash naming cached results by everything that made them."""
     hasher = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            header = f"tensor {part.dtype} {list(part.shape)}"
-            data = part.contiguous().numpy().tobytes()
-        elif isinstance(part, bytes):
-            header, data = "bytes", part
-        else:
-            header, data = "json", json.dumps(part, sort_keys=True, default=str).encode()
-        hasher.update(f"{header} {len(data)}\n".encode())
-        hasher.update(data)
-    return hasher.hexdigest()[:12]
+    for path in sorted(package.rglob("*.py")):
+        hasher.update(f"{path.relative_to(package)} {path.stat().st_size}\n".encode())
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()
 
 
 def save_atomically(path: Path, write: Callable[[Path], None]) -> None:

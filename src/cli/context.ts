@@ -25,6 +25,13 @@ export function exitCodeAfterInterrupt(): number | undefined {
   return interruptExitCode;
 }
 
+/** Whether `error` is the user's interrupt itself or what it caused (a request it cancelled). */
+export function isInterruptError(error: unknown): boolean {
+  if (!interrupt.signal.aborted) return false;
+  const reason: unknown = interrupt.signal.reason;
+  return error === reason || (error instanceof Error && error.cause === reason);
+}
+
 /**
  * After the first signal the command has this long to stop its worker and clean up before the
  * process exits anyway, so a supervisor's single SIGTERM always ends taggants.

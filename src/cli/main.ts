@@ -5,7 +5,7 @@
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { ExitCode, TaggantsError, UsageError } from "../errors.ts";
-import { exitCodeAfterInterrupt, installSignalHandlers } from "./context.ts";
+import { exitCodeAfterInterrupt, installSignalHandlers, isInterruptError } from "./context.ts";
 import { describeOption } from "./options.ts";
 import { Terminal } from "./terminal.ts";
 import type { RegisterCommand } from "./context.ts";
@@ -113,8 +113,7 @@ function reportFailure(error: unknown, verbose: boolean, command?: string): numb
     terminal.error(
       resumes ? `Interrupted. Re-running the same command resumes: ${resumes}.` : "Interrupted.",
     );
-    // The worker's "request cancelled" is the interrupt itself, already said.
-    if (error instanceof TaggantsError && error.code === "worker_cancelled") return interrupted;
+    if (isInterruptError(error)) return interrupted; // already said
   }
   if (error instanceof TaggantsError) {
     terminal.error(`${error.message} [${error.code}]`);

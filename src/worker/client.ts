@@ -319,7 +319,9 @@ export class Worker {
         startTimeoutMs,
       );
       const onAbort = (): void =>
-        reject(this.startError("worker_cancelled", "starting the worker was cancelled"));
+        reject(
+          this.startError("worker_cancelled", "starting the worker was cancelled", signal?.reason),
+        );
       signal?.addEventListener("abort", onAbort, { once: true });
       const done = (): void => {
         clearTimeout(timer);
@@ -360,8 +362,10 @@ export class Worker {
     resolve(hello);
   }
 
-  private startError(code: string, what: string): WorkerError {
-    return new WorkerError(code, `The worker could not start: ${what}.${this.stderrNote()}`);
+  private startError(code: string, what: string, cause?: unknown): WorkerError {
+    return new WorkerError(code, `The worker could not start: ${what}.${this.stderrNote()}`, {
+      cause,
+    });
   }
 
   private async receiveLoop(): Promise<void> {
